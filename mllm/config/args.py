@@ -1,0 +1,133 @@
+"""Command-line + config-file argument handling: `prepare_args(argv)`.
+
+A run is described by one Python config file (mmengine `Config`, with `_base_` inheritance)
+holding three sections: `model_args`, `data_args`, `training_args`. The command line may add
+`--cfg-options key=value ...` (mmengine `DictAction`) and any `Seq2SeqTrainingArguments` flag.
+Precedence: config file < `--cfg-options` < training flags typed on the command line.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from mmengine.config import Config, ConfigDict, DictAction
+from transformers import HfArgumentParser, Seq2SeqTrainingArguments
+
+logger = logging.getLogger(__name__)
+
+SECTIONS = ('model_args', 'data_args', 'training_args')
+
+
+class ConfigError(ValueError):
+    """A config file, a --cfg-options key or a command-line flag is wrong."""
+
+
+def _suggest(name: str, valid) -> str:
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ''
+
+
+def _is_helper_variable(key: str) -> bool:
+    # Config files may define shared building blocks as module-level names written in capitals
+    # (e.g. `DEFAULT_TRAIN_DATASET = dict(...)` in a `_base_` dataset file) or with a leading
+    # underscore. Anything else at the top level is treated as a typo of a section name.
+    return key.startswith('_') or key.isupper()
+
+
+def _check_top_level(cfg: Config, path: str) -> None:
+    for key in cfg.keys():
+        if key in SECTIONS or _is_helper_variable(key):
+            continue
+        raise ConfigError(
+            f"{path}: unknown top-level key '{key}'.{_suggest(key, SECTIONS)} "
+            f"Valid sections are {', '.join(SECTIONS)} (helper variables must be UPPER_CASE)."
+        )
+
+
+def _typed_training_flags(argv: list[str]) -> dict:
+    """Parse only the Seq2SeqTrainingArguments flags actually present in argv.
+
+    Every parser default is replaced by SUPPRESS, so the namespace holds only typed flags and a
+    default can never overwrite a value that came from the config file.
+    """
+    parser = HfArgumentParser(Seq2SeqTrainingArguments)
+    for action in parser._actions:
+        if action.dest != 'help':
+            action.default = argparse.SUPPRESS
+            action.required = False
+    namespace, unknown = parser.parse_known_args(argv)
+    if unknown:
+        valid = [opt for a in parser._actions for opt in a.option_strings]
+        flag = next((u for u in unknown if u.startswith('-')), unknown[0])
+        raise ConfigError(f"unknown command-line flag '{flag}'.{_suggest(flag.split('=')[0], valid)}")
+    return vars(namespace)
+
+
+def _training_fields() -> set[str]:
+    return {f.name for f in dataclasses.fields(Seq2SeqTrainingArguments) if f.init}
+
+
+def build_training_args(training_cfg: dict, source: str) -> Seq2SeqTrainingArguments:
+    fields = _training_fields()
+    for key in training_cfg:
+        if key not in fields:
+            raise ConfigError(f"{source}: unknown training_args key '{key}'.{_suggest(key, fields)}")
+    return Seq2SeqTrainingArguments(**training_cfg)
+
+
+def parse_cli(argv: list[str] | None = None) -> tuple[Config, dict]:
+    """Return the merged mmengine Config (file + --cfg-options) and the typed training flags."""
+    parser = argparse.ArgumentParser(description='mllm: train / evaluate / predict from a config file',
+                                     add_help=True)
+    parser.add_argument('config', help='path to a Python config file')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help='override config keys, e.g. model_args.freeze_backbone=True a.b=[1,2]')
+    args, rest = parser.parse_known_args(argv)
+    if not os.path.isfile(args.config):
+        raise ConfigError(f"config file not found: {args.config}")
+    cfg = Config.fromfile(args.config)
+    _check_top_level(cfg, args.config)
+    for key in args.cfg_options:
+        top = key.split('.')[0]
+        if top not in SECTIONS and not _is_helper_variable(top):
+            raise ConfigError(f"--cfg-options: unknown key '{key}'.{_suggest(top, SECTIONS)}")
+    cfg.merge_from_dict(args.cfg_options)
+    flags = _typed_training_flags(rest)
+    return cfg, flags
+
+
+def prepare_args(argv: list[str] | None = None):
+    """Resolve config + command line into (cfg, model_args, data_args, training_args).
+
+    `model_args` and `data_args` are mmengine ConfigDicts; `training_args` is a
+    `Seq2SeqTrainingArguments`. The resolved config is written to `output_dir/cfg.py` and
+    `output_dir/cfg.json` by the main process.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    cfg, flags = parse_cli(argv)
+    config_path = argv[0] if argv and not argv[0].startswith('-') else cfg.filename
+    for section in SECTIONS:
+        if section not in cfg:
+            cfg[section] = ConfigDict()
+    training_cfg = cfg.training_args.to_dict()
+    training_cfg.update(flags)
+    training_cfg.setdefault('output_dir', os.path.join('exp', Path(cfg.filename).stem))
+    cfg.training_args = ConfigDict(training_cfg)
+    training_args = build_training_args(training_cfg, config_path)
+    if training_args.process_index == 0:
+        _dump_resolved(cfg, training_args.output_dir)
+    return cfg, cfg.model_args, cfg.data_args, training_args
+
+
+def _dump_resolved(cfg: Config, output_dir: str) -> None:
+    os.makedirs(output_dir, exist_ok=True)
+    resolved = {k: cfg[k].to_dict() if isinstance(cfg[k], ConfigDict) else cfg[k] for k in SECTIONS}
+    Config(resolved).dump(os.path.join(output_dir, 'cfg.py'))
+    with open(os.path.join(output_dir, 'cfg.json'), 'w') as f:
+        json.dump(resolved, f, indent=2, default=str)

@@ -1,0 +1,1 @@
+"""Multi-image datasets (link-context episodes, in-context instructions): added by later issues."""

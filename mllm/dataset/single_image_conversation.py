@@ -1,0 +1,160 @@
+"""`SingleImageConvDataset`: one canonical item -> the tensors a LLaVA-style model consumes.
+
+Steps per item: validate -> transform (expand to square, boxes shifted) -> normalise boxes/points
+and write them into the text -> fill the conversation template -> tokenise -> mask labels ->
+expand each `<image>` into the model's number of image tokens -> process the image.
+
+Labels come from character spans (the template marks the assistant answers) mapped onto tokens
+through the tokenizer's offsets, so masking never depends on re-tokenising pieces of the prompt.
+A sample whose answer cannot be mapped onto tokens, or loses all its answer tokens to
+truncation, is skipped, logged by name and counted in `skipped` — never trained on as all -100.
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch.utils.data import Dataset
+
+from .process_function.conv_template import get_conv_template
+from .root import IGNORE_INDEX, IMAGE_PLACEHOLDER, TRANSFORMS
+from .utils.transform import norm_box_xyxy, norm_point_xy
+from .validation import InvalidSampleError, validate_item
+
+logger = logging.getLogger(__name__)
+
+
+class MisalignedSampleError(InvalidSampleError):
+    """The assistant answer of a sample cannot be mapped onto whole tokens."""
+
+
+class SingleImageConvDataset(Dataset):
+    """Wrap a raw dataset of canonical items and render them for one model.
+
+    mode: 'train' -> input_ids/labels over the whole conversation;
+          'eval'  -> prompt ending with the assistant role, `labels` holds the reference answer.
+    preprocessor: dict with `text` (tokenizer), `image` (image processor), `target` (box
+    formatter), `num_image_tokens` and `image_token`.
+    """
+
+    def __init__(self, dataset, preprocessor: dict, mode: str = 'train', name: str | None = None,
+                 conv_template: str = 'vicuna_v1.1', conv_overrides: dict | None = None,
+                 transform: dict | None = None, max_length: int = 2048, box_tolerance: float = 1.0):
+        if mode not in ('train', 'eval'):
+            raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
+        self.dataset = dataset
+        self.mode = mode
+        self.name = name or type(dataset).__name__
+        self.tokenizer = preprocessor['text']
+        self.image_processor = preprocessor['image']
+        self.formatter = preprocessor['target']
+        self.num_image_tokens = preprocessor['num_image_tokens']
+        self.image_token = preprocessor.get('image_token', IMAGE_PLACEHOLDER)
+        self.image_token_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
+        if self.image_token_id is None or self.image_token_id == self.tokenizer.unk_token_id:
+            raise ValueError(f"tokenizer has no '{self.image_token}' token")
+        self.template = get_conv_template(conv_template, **(conv_overrides or {}))
+        self.transform = TRANSFORMS.build(transform) if transform else None
+        self.max_length = max_length
+        self.box_tolerance = box_tolerance
+        self.skipped: list[str] = []
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        # A misaligned sample is replaced by the next one (deterministically) and recorded.
+        for offset in range(len(self)):
+            i = (index + offset) % len(self)
+            try:
+                return self.process(i)
+            except MisalignedSampleError as e:
+                self.skipped.append(str(e))
+                logger.warning('skipping sample: %s (skipped so far: %d)', e, len(self.skipped))
+        raise RuntimeError(f"{self.name}: every sample was skipped as misaligned")
+
+    # -- steps ---------------------------------------------------------------------------------
+    def process(self, index: int) -> dict:
+        item = self.dataset[index]
+        images = item['image'] if isinstance(item['image'], (list, tuple)) else [item['image']]
+        validate_item(item, self.name, index, image_size=images[0].size if len(images) == 1 else None,
+                      box_tolerance=self.box_tolerance)
+        where = f"{self.name}[{index}]" + (f" ({item['source']})" if item.get('source') else '')
+        target = item.get('target') or {}
+        if self.transform is not None:
+            transformed = [self.transform(img, target if k == 0 else None) for k, img in enumerate(images)]
+            images = [img for img, _ in transformed]
+            target = transformed[0][1] or target
+        conversations = self.format_targets(item['conversations'], target, images[0].size)
+        conversations = self._ensure_image_placeholders(conversations, len(images), where)
+        text, spans, reference = self.template.render(conversations, for_generation=self.mode == 'eval')
+        input_ids, labels = self.tokenize(text, spans, where)
+        pixel_values = self.image_processor(images=images, return_tensors='pt')['pixel_values']
+        sample = {'input_ids': input_ids, 'pixel_values': pixel_values}
+        if self.mode == 'train':
+            sample['labels'] = labels
+        else:
+            ref_ids = self.tokenizer(reference, add_special_tokens=False)['input_ids']
+            sample['labels'] = torch.tensor(ref_ids, dtype=torch.long)
+        return sample
+
+    def format_targets(self, conversations, target, image_size):
+        width, height = image_size
+        boxes = [norm_box_xyxy(b, width, height) for b in target.get('boxes') or []]
+        points = [norm_point_xy(p, width, height) for p in target.get('points') or []]
+        return [dict(turn, value=self.formatter(turn['value'], turn.get('boxes_seq'), turn.get('points_seq'),
+                                                boxes, points)) for turn in conversations]
+
+    @staticmethod
+    def _ensure_image_placeholders(conversations, num_images, where):
+        found = sum(turn['value'].count(IMAGE_PLACEHOLDER) for turn in conversations)
+        if found == 0:
+            # LLaVA convention: a conversation without the placeholder sees its image(s) first.
+            first = dict(conversations[0], value=IMAGE_PLACEHOLDER * num_images + ' ' + conversations[0]['value'])
+            return [first] + list(conversations[1:])
+        if found != num_images:
+            raise InvalidSampleError(f"{where}: {found} {IMAGE_PLACEHOLDER} placeholders for {num_images} images")
+        return conversations
+
+    def tokenize(self, text: str, spans, where: str):
+        enc = self.tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
+        ids, offsets = enc['input_ids'], enc['offset_mapping']
+        labels = [IGNORE_INDEX] * len(ids)
+        for start, end in spans:
+            hit = False
+            for t, (s, e) in enumerate(offsets):
+                if e <= s or e <= start or s >= end:
+                    continue
+                if text[s:start].strip():
+                    raise MisalignedSampleError(
+                        f"{where}: token {self.tokenizer.convert_ids_to_tokens(ids[t])!r} spans both prompt "
+                        f"and answer text; the answer cannot be masked exactly")
+                labels[t] = ids[t]
+                hit = True
+            if not hit:
+                raise MisalignedSampleError(f"{where}: the answer at characters {start}-{end} maps to no token")
+        ids, labels = self._expand_image_tokens(ids, labels)
+        if len(ids) > self.max_length:
+            image_positions = [t for t, v in enumerate(ids) if v == self.image_token_id]
+            if image_positions and image_positions[-1] >= self.max_length:
+                raise InvalidSampleError(
+                    f"{where}: {len(ids)} tokens with image tokens up to position {image_positions[-1]} do not fit "
+                    f"max_length={self.max_length}; raise max_length (truncation never cuts image tokens)")
+            if self.mode == 'eval':
+                raise InvalidSampleError(f"{where}: the prompt has {len(ids)} tokens, more than "
+                                         f"max_length={self.max_length}")
+            ids, labels = ids[:self.max_length], labels[:self.max_length]
+            if all(v == IGNORE_INDEX for v in labels):
+                raise MisalignedSampleError(f"{where}: truncation to {self.max_length} tokens removed every answer token")
+        return torch.tensor(ids, dtype=torch.long), torch.tensor(labels, dtype=torch.long)
+
+    def _expand_image_tokens(self, ids, labels):
+        out_ids, out_labels = [], []
+        for v, lab in zip(ids, labels):
+            if v == self.image_token_id:
+                out_ids.extend([v] * self.num_image_tokens)
+                out_labels.extend([IGNORE_INDEX] * self.num_image_tokens)
+            else:
+                out_ids.append(v)
+                out_labels.append(lab)
+        return out_ids, out_labels

@@ -1,0 +1,1 @@
+"""Dataset utilities: file access, geometric transforms and dataset mixtures."""

@@ -1,0 +1,44 @@
+"""Batch collation: right padding for training, left padding for generation.
+
+Generation appends tokens at the right end of every row, so prompts must end at the same column:
+left padding. Training pads on the right and masks the padding in `labels`. Image tensors of all
+samples are concatenated along the first axis (a sample may hold several images).
+"""
+from __future__ import annotations
+
+import torch
+
+from ..dataset.root import IGNORE_INDEX
+
+
+def _pad(sequences, value: int, side: str) -> torch.Tensor:
+    width = max(len(s) for s in sequences)
+    out = torch.full((len(sequences), width), value, dtype=sequences[0].dtype)
+    for row, seq in enumerate(sequences):
+        if side == 'right':
+            out[row, :len(seq)] = seq
+        else:
+            out[row, width - len(seq):] = seq
+    return out
+
+
+class Collator:
+    """padding_side='right' for training batches, 'left' for generation batches."""
+
+    def __init__(self, pad_token_id: int, padding_side: str = 'right'):
+        if padding_side not in ('left', 'right'):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        self.pad_token_id = pad_token_id
+        self.padding_side = padding_side
+
+    def __call__(self, samples: list[dict]) -> dict:
+        ids = [s['input_ids'] for s in samples]
+        batch = {
+            'input_ids': _pad(ids, self.pad_token_id, self.padding_side),
+            'attention_mask': _pad([torch.ones_like(i) for i in ids], 0, self.padding_side),
+            'pixel_values': torch.cat([s['pixel_values'] for s in samples], dim=0),
+        }
+        if 'labels' in samples[0]:
+            # Reference answers of generation batches are right-padded: they are only decoded.
+            batch['labels'] = _pad([s['labels'] for s in samples], IGNORE_INDEX, 'right')
+        return batch

@@ -1,0 +1,153 @@
+"""Build a LLaVA-family model and its preprocessor from `model_args`.
+
+Three ways in, one model class:
+- `model_name_or_path='tiny'`: a few-million-parameter model from config, random weights, with
+  the offline demo tokenizer (sizes in `model_args.tiny`);
+- a LLaVA-format checkpoint (`config.json` with model_type `llava` or `mllm_llava`), local or a hub id;
+- a causal-LM checkpoint plus `vision_tower` (a CLIP checkpoint): LLaVA pre-training from parts,
+  the projector freshly initialised.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import torch
+from transformers import (AutoConfig, AutoImageProcessor, AutoModelForCausalLM, AutoTokenizer, CLIPVisionConfig,
+                          CLIPVisionModel, LlamaConfig, LlavaForConditionalGeneration)
+from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+from transformers.utils import is_flash_attn_2_available
+
+from .configuration_llava import MllmLlavaConfig
+from .modeling_llava import MllmLlavaForConditionalGeneration
+
+logger = logging.getLogger(__name__)
+
+TINY_DEFAULTS = {
+    'image_size': 64, 'patch_size': 8,
+    'vision': {'hidden_size': 64, 'intermediate_size': 128, 'num_hidden_layers': 2, 'num_attention_heads': 4},
+    'text': {'hidden_size': 128, 'intermediate_size': 384, 'num_hidden_layers': 2, 'num_attention_heads': 4,
+             'num_key_value_heads': 4, 'max_position_embeddings': 512},
+}
+
+
+def _merge(defaults: dict, override: dict | None) -> dict:
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in defaults.items()}
+    for k, v in (override or {}).items():
+        out[k] = {**out[k], **v} if isinstance(out.get(k), dict) and isinstance(v, dict) else v
+    return out
+
+
+def _attn_implementation(requested: str | None) -> str:
+    if requested == 'flash_attention_2' and not is_flash_attn_2_available():
+        logger.warning('flash-attn is not installed (optional GPU extra `pip install mllm[flash]`); using sdpa')
+        return 'sdpa'
+    return requested or 'sdpa'
+
+
+def _model_type(path: str) -> str | None:
+    config_file = os.path.join(path, 'config.json')
+    if os.path.isfile(config_file):
+        with open(config_file) as f:
+            return json.load(f).get('model_type')
+    if os.path.exists(path):
+        raise FileNotFoundError(f"model_args.model_name_or_path={path!r} has no config.json")
+    return AutoConfig.from_pretrained(path).model_type  # a hub id, for users who have the hub
+
+
+def _tiny(model_args, dtype):
+    from ...demo.tiny_tokenizer import build_tiny_tokenizer  # noqa: PLC0415  (demo-only dependency)
+
+    spec = _merge(TINY_DEFAULTS, model_args.get('tiny'))
+    tokenizer = build_tiny_tokenizer()
+    vision = CLIPVisionConfig(image_size=spec['image_size'], patch_size=spec['patch_size'], **spec['vision'])
+    text = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **spec['text'])
+    config = _llava_config(model_args, vision, text)
+    torch.manual_seed(model_args.get('init_seed', 0))
+    model = MllmLlavaForConditionalGeneration(config).to(dtype)
+    image_processor = CLIPImageProcessorPil(size={'shortest_edge': spec['image_size']},
+                                            crop_size={'height': spec['image_size'], 'width': spec['image_size']})
+    return model, tokenizer, image_processor
+
+
+def _llava_config(model_args, vision, text) -> MllmLlavaConfig:
+    return MllmLlavaConfig(vision_config=vision.to_dict(), text_config=text.to_dict(),
+                           projector_type=model_args.get('projector_type', 'mlp2x_gelu'),
+                           vision_feature_layer=model_args.get('vision_feature_layer', -2),
+                           vision_feature_select_strategy=model_args.get('vision_feature_select_strategy', 'default'),
+                           image_token_index=0, tie_word_embeddings=False)
+
+
+def _from_parts(model_args, path, dtype, attn):
+    vision_path = model_args.get('vision_tower')
+    if not vision_path:
+        raise ValueError(f"model_args.model_name_or_path={path!r} is a plain language model: set "
+                         "model_args.vision_tower to a CLIP checkpoint to build LLaVA from parts")
+    lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn)
+    tower = CLIPVisionModel.from_pretrained(vision_path, dtype=dtype)
+    config = _llava_config(model_args, tower.config, lm.config)
+    model = MllmLlavaForConditionalGeneration(config).to(dtype)
+    model.model.language_model.load_state_dict(lm.model.state_dict())
+    model.lm_head.load_state_dict(lm.lm_head.state_dict())
+    model.model.vision_tower.load_state_dict(tower.state_dict())
+    tokenizer = AutoTokenizer.from_pretrained(model_args.get('tokenizer_name_or_path') or path)
+    image_processor = AutoImageProcessor.from_pretrained(vision_path)
+    return model, tokenizer, image_processor
+
+
+def _add_special_tokens(model, tokenizer, image_token: str) -> None:
+    added = {}
+    if tokenizer.pad_token is None:
+        added['pad_token'] = '<pad>'
+    if image_token not in tokenizer.get_vocab():
+        added['additional_special_tokens'] = [image_token]
+    if added:
+        tokenizer.add_special_tokens(added)
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    model.config.image_token_index = tokenizer.convert_tokens_to_ids(image_token)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+
+
+def _apply_freezing(model, model_args) -> None:
+    if model_args.get('freeze_vision_tower', True):
+        model.model.vision_tower.requires_grad_(False)
+    if model_args.get('freeze_backbone', False):
+        model.model.language_model.requires_grad_(False)
+    if model_args.get('tune_mm_mlp_adapter', False):
+        model.requires_grad_(False)
+        model.model.multi_modal_projector.requires_grad_(True)
+
+
+def num_image_tokens(config) -> int:
+    vision = config.vision_config
+    n = (vision.image_size // vision.patch_size) ** 2
+    return n + 1 if config.vision_feature_select_strategy == 'full' else n
+
+
+def build_llava(model_args):
+    """Return (model, preprocessor) for the LLaVA family."""
+    dtype = getattr(torch, model_args.get('torch_dtype', 'float32'))
+    attn = _attn_implementation(model_args.get('attn_implementation'))
+    path = model_args['model_name_or_path']
+    image_token = model_args.get('image_token', '<image>')
+    if path == 'tiny':
+        model, tokenizer, image_processor = _tiny(model_args, dtype)
+    elif _model_type(path) in ('llava', 'mllm_llava'):
+        cls = MllmLlavaForConditionalGeneration if _model_type(path) == 'mllm_llava' else LlavaForConditionalGeneration
+        model = cls.from_pretrained(path, dtype=dtype, attn_implementation=attn)
+        tokenizer = AutoTokenizer.from_pretrained(model_args.get('tokenizer_name_or_path') or path)
+        image_processor = AutoImageProcessor.from_pretrained(path)
+    else:
+        model, tokenizer, image_processor = _from_parts(model_args, path, dtype, attn)
+    model.config.use_cache = True
+    _add_special_tokens(model, tokenizer, image_token)
+    _apply_freezing(model, model_args)
+    preprocessor = {'text': tokenizer, 'image': image_processor, 'num_image_tokens': num_image_tokens(model.config),
+                    'image_token': image_token}
+    return model, preprocessor

@@ -1,0 +1,1 @@
+"""Entry points: `finetune.py` trains, evaluates and predicts from a config file."""
