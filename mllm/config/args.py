@@ -56,12 +56,16 @@ def _typed_training_flags(argv: list[str]) -> dict:
     Every parser default is replaced by SUPPRESS, so the namespace holds only typed flags and a
     default can never overwrite a value that came from the config file.
     """
-    parser = HfArgumentParser(Seq2SeqTrainingArguments)
+    # allow_abbrev=False: a shortened flag is a typo, not a prefix of a real one.
+    parser = HfArgumentParser(Seq2SeqTrainingArguments, allow_abbrev=False, exit_on_error=False)
     for action in parser._actions:
         if action.dest != 'help':
             action.default = argparse.SUPPRESS
             action.required = False
-    namespace, unknown = parser.parse_known_args(argv)
+    try:
+        namespace, unknown = parser.parse_known_args(argv)
+    except argparse.ArgumentError as e:
+        raise ConfigError(f"command line: {e}") from None
     if unknown:
         valid = [opt for a in parser._actions for opt in a.option_strings]
         flag = next((u for u in unknown if u.startswith('-')), unknown[0])
@@ -84,7 +88,7 @@ def build_training_args(training_cfg: dict, source: str) -> Seq2SeqTrainingArgum
 def parse_cli(argv: list[str] | None = None) -> tuple[Config, dict]:
     """Return the merged mmengine Config (file + --cfg-options) and the typed training flags."""
     parser = argparse.ArgumentParser(description='mllm: train / evaluate / predict from a config file',
-                                     add_help=True)
+                                     allow_abbrev=False)
     parser.add_argument('config', help='path to a Python config file')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='override config keys, e.g. model_args.freeze_backbone=True a.b=[1,2]')

@@ -56,7 +56,9 @@ class InterleaveDataset(Dataset):
         rng = random.Random(seed)
         cursors, seen_all = [0] * n, [len(d) == 0 for d in self.datasets]
         self.table = []
-        sources = [k for k in range(n) if probabilities[k] > 0]
+        sources = [k for k in range(n) if probabilities[k] > 0 and len(self.datasets[k]) > 0]
+        if not sources:
+            raise ValueError('InterleaveDataset: every source is empty or has probability 0')
         weights = [probabilities[k] for k in sources]
         while True:
             k = rng.choices(sources, weights)[0]

@@ -1,0 +1,90 @@
+"""Tests for the batch Collator: right padding for training, left padding for generation."""
+import pytest
+import torch
+
+from mllm.engine.collator import Collator
+
+PAD = 3
+
+
+def sample(ids, labels=None, n_images=1, fill=0.0):
+    s = {'input_ids': torch.tensor(ids, dtype=torch.long),
+         'pixel_values': torch.full((n_images, 3, 4, 4), fill)}
+    if labels is not None:
+        s['labels'] = torch.tensor(labels, dtype=torch.long)
+    return s
+
+
+def batch_samples():
+    return [sample([1, 10, 11, 12, 2], [-100, -100, 11, 12, 2], fill=1.0),
+            sample([1, 20, 2], [-100, 20, 2], fill=2.0),
+            sample([1, 30, 31, 2], [-100, -100, 31, 2], n_images=2, fill=3.0)]
+
+
+def test_right_padding():
+    batch = Collator(pad_token_id=PAD, padding_side='right')(batch_samples())
+    assert batch['input_ids'].tolist() == [[1, 10, 11, 12, 2], [1, 20, 2, PAD, PAD], [1, 30, 31, 2, PAD]]
+    assert batch['attention_mask'].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0]]
+    assert batch['labels'].tolist() == [[-100, -100, 11, 12, 2], [-100, 20, 2, -100, -100],
+                                        [-100, -100, 31, 2, -100]]
+    assert batch['input_ids'].dtype == torch.long and batch['labels'].dtype == torch.long
+
+
+def test_left_padding():
+    batch = Collator(pad_token_id=PAD, padding_side='left')(batch_samples())
+    ids, mask = batch['input_ids'], batch['attention_mask']
+    assert ids.tolist() == [[1, 10, 11, 12, 2], [PAD, PAD, 1, 20, 2], [PAD, 1, 30, 31, 2]]
+    assert mask.tolist() == [[1, 1, 1, 1, 1], [0, 0, 1, 1, 1], [0, 1, 1, 1, 1]]
+    assert mask[:, -1].tolist() == [1, 1, 1]  # every prompt ends at the last column
+    assert (ids[:, -1] != PAD).all()
+    # reference answers stay right-padded (they are only decoded)
+    assert batch['labels'].tolist() == [[-100, -100, 11, 12, 2], [-100, 20, 2, -100, -100],
+                                        [-100, -100, 31, 2, -100]]
+
+
+def test_pixel_values_concatenated_in_order():
+    batch = Collator(pad_token_id=PAD)(batch_samples())
+    pv = batch['pixel_values']
+    assert pv.shape == (4, 3, 4, 4)
+    assert [pv[k, 0, 0, 0].item() for k in range(4)] == [1.0, 2.0, 3.0, 3.0]
+
+
+def test_no_labels_and_equal_lengths():
+    samples = [sample([1, 5, 2]), sample([1, 6, 2])]
+    for side in ('left', 'right'):
+        batch = Collator(pad_token_id=PAD, padding_side=side)(samples)
+        assert 'labels' not in batch
+        assert batch['input_ids'].tolist() == [[1, 5, 2], [1, 6, 2]]
+        assert batch['attention_mask'].tolist() == [[1, 1, 1], [1, 1, 1]]
+
+
+def test_bad_padding_side():
+    with pytest.raises(ValueError, match='padding_side'):
+        Collator(pad_token_id=PAD, padding_side='middle')
+
+
+def test_collates_real_dataset_samples(preprocessor):
+    from PIL import Image
+
+    from mllm.dataset.single_image_conversation import SingleImageConvDataset
+
+    class Raw(list):
+        pass
+
+    def item(q):
+        return {'image': Image.new('RGB', (40, 30)), 'target': {'boxes': [[1, 2, 30, 20]]},
+                'conversations': [{'from': 'human', 'value': '<image> ' + q},
+                                  {'from': 'gpt', 'value': 'Answer: <boxes> .', 'boxes_seq': [[0]]}]}
+
+    tok = preprocessor['text']
+    ds = SingleImageConvDataset(Raw([item('Where is it?'), item('Find the red circle in the picture please.')]),
+                                preprocessor, mode='eval', transform=dict(type='Expand2square'))
+    samples = [ds[0], ds[1]]
+    batch = Collator(pad_token_id=tok.pad_token_id, padding_side='left')(samples)
+    assert batch['pixel_values'].shape == (2, 3, 64, 64)
+    short = len(samples[0]['input_ids'])
+    width = batch['input_ids'].shape[1]
+    assert width == len(samples[1]['input_ids']) > short
+    assert torch.equal(batch['input_ids'][0, width - short:], samples[0]['input_ids'])
+    assert (batch['input_ids'][0, :width - short] == tok.pad_token_id).all()
+    assert tok.decode(batch['input_ids'][0, batch['attention_mask'][0].bool()]).endswith('ASSISTANT:')
