@@ -1,5 +1,7 @@
 """Tiny end-to-end runs of finetune.py: train -> save -> reload -> predict -> metrics -> JSONL."""
 import json
+import subprocess
+import sys
 import os
 
 import pytest
@@ -94,3 +96,18 @@ def test_greedy_predictions_do_not_depend_on_batch_size(trained, tmp_path, model
     assert [r['pred'] for r in one] == [r['pred'] for r in four]
     if model == 'random':
         assert len({r['pred'] for r in one}) > 6
+
+
+def test_two_cpu_processes_predict_like_one(trained, tmp_path):
+    """accelerate MULTI_CPU (gloo), 2 ranks, 12 samples at batch 5: gathered in order, no padding duplicates."""
+    _, root = trained
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    single = _predict('tiny', root, str(tmp_path / 'one'), batch_size=5)
+    cmd = [sys.executable, '-m', 'accelerate.commands.launch', '--config_file',
+           os.path.join(repo, 'accelerate_config', 'cpu.yaml'), '--num_processes', '2',
+           os.path.join(repo, 'mllm', 'pipeline', 'finetune.py'), DEMO_CONFIG, '--cfg-options', *_data_overrides(root),
+           'model_args.model_name_or_path=tiny', '--do_train', 'False', '--per_device_eval_batch_size', '5',
+           '--output_dir', str(tmp_path / 'two')]
+    subprocess.run(cmd, check=True, cwd=repo, env=dict(os.environ, HF_HUB_OFFLINE='1'), capture_output=True)
+    double = _read_jsonl(str(tmp_path / 'two' / 'multitest_shapes_test_extra_prediction.jsonl'))
+    assert double == single
