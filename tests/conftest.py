@@ -5,9 +5,9 @@ import os
 os.environ['HF_HUB_OFFLINE'] = '1'
 os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
 
-import pytest  # noqa: E402
-from hypothesis import settings  # noqa: E402
-from PIL import Image  # noqa: E402
+import pytest
+from hypothesis import settings
+from PIL import Image
 
 settings.register_profile('mllm-tests', database=None, deadline=None)
 settings.load_profile('mllm-tests')

@@ -1,8 +1,8 @@
 """Tiny end-to-end runs of finetune.py: train -> save -> reload -> predict -> metrics -> JSONL."""
 import json
+import os
 import subprocess
 import sys
-import os
 
 import pytest
 

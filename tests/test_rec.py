@@ -10,7 +10,7 @@ from mllm.dataset.utils.question_templates import QuestionTemplates
 def test_rec_items_follow_canonical_format(rec_data):
     ds = RECDataset(rec_data['jsonl'], rec_data['image_folder'])
     assert len(ds) == 3
-    for k, (name, size, expr, bbox) in enumerate(rec_data['records']):
+    for k, (_name, size, expr, bbox) in enumerate(rec_data['records']):
         sample = ds[k]
         assert sample['image'].size == size and sample['image'].mode == 'RGB'
         assert sample['image'].getpixel((0, 0)) == (255, 0, 0)

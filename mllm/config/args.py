@@ -41,7 +41,7 @@ def _is_helper_variable(key: str) -> bool:
 
 
 def _check_top_level(cfg: Config, path: str) -> None:
-    for key in cfg.keys():
+    for key in cfg:
         if key in SECTIONS or _is_helper_variable(key):
             continue
         raise ConfigError(

@@ -64,7 +64,7 @@ def build_metric(cfg, where: str):
 
 def run_prepare_steps(data_args) -> None:
     """Run `data_args.prepare`: FUNCTIONS entries that make data before it is read (e.g. the demo)."""
-    from ..demo import registry  # noqa: F401, PLC0415  (registers the demo generator)
+    from ..demo import registry  # noqa: F401  (registers the demo generator)
 
     for k, step in enumerate(data_args.get('prepare') or []):
         build_from_registry(FUNCTIONS, step, f'data_args.prepare[{k}]')

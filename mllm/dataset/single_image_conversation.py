@@ -111,7 +111,7 @@ class SingleImageConvDataset(Dataset):
         if found == 0:
             # LLaVA convention: a conversation without the placeholder sees its image(s) first.
             first = dict(conversations[0], value=IMAGE_PLACEHOLDER * num_images + ' ' + conversations[0]['value'])
-            return [first] + list(conversations[1:])
+            return [first, *conversations[1:]]
         if found != num_images:
             raise InvalidSampleError(f"{where}: {found} {IMAGE_PLACEHOLDER} placeholders for {num_images} images")
         return conversations
@@ -145,12 +145,13 @@ class SingleImageConvDataset(Dataset):
                                          f"max_length={self.max_length}")
             ids, labels = ids[:self.max_length], labels[:self.max_length]
             if all(v == IGNORE_INDEX for v in labels):
-                raise MisalignedSampleError(f"{where}: truncation to {self.max_length} tokens removed every answer token")
+                raise MisalignedSampleError(
+                    f"{where}: truncation to {self.max_length} tokens removed every answer token")
         return torch.tensor(ids, dtype=torch.long), torch.tensor(labels, dtype=torch.long)
 
     def _expand_image_tokens(self, ids, labels):
         out_ids, out_labels = [], []
-        for v, lab in zip(ids, labels):
+        for v, lab in zip(ids, labels, strict=True):
             if v == self.image_token_id:
                 out_ids.extend([v] * self.num_image_tokens)
                 out_labels.extend([IGNORE_INDEX] * self.num_image_tokens)

@@ -11,9 +11,9 @@ def plot_loss_curve(log_history: list[dict], path: str) -> bool:
     points = [(e['step'], e['loss']) for e in log_history if 'loss' in e and 'step' in e]
     if not points:
         return False
-    import matplotlib  # noqa: PLC0415  (imported lazily: only rank 0 at the end of training needs it)
+    import matplotlib
     matplotlib.use('Agg')
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([s for s, _ in points], [v for _, v in points], label='train loss')

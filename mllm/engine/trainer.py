@@ -74,7 +74,7 @@ class MllmTrainer(Seq2SeqTrainer):
         os.makedirs(self.args.output_dir, exist_ok=True)
         path = os.path.join(self.args.output_dir, f'{prefix}_extra_prediction.jsonl')
         with open(path, 'w', encoding='utf-8') as f:  # 'w': a re-run replaces, never appends
-            for i, (pred, ref, verdict) in enumerate(zip(predictions, references, verdicts)):
+            for i, (pred, ref, verdict) in enumerate(zip(predictions, references, verdicts, strict=True)):
                 f.write(json.dumps({'id': i, 'pred': pred, 'target': ref, **verdict}, ensure_ascii=False) + '\n')
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = 'eval', **gen_kwargs):

@@ -6,8 +6,8 @@ the number of image tokens one `<image>` expands to, and the image token string.
 """
 from __future__ import annotations
 
-from ..dataset.root import BOXES_PROCESSOR
 from ..dataset.process_function import box_formatter  # noqa: F401  (registers the formatters)
+from ..dataset.root import BOXES_PROCESSOR
 from .llava import build_llava
 
 FAMILIES = {'llava': build_llava}

@@ -15,13 +15,13 @@ from pathlib import Path
 if __package__ in (None, ''):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from transformers import set_seed  # noqa: E402
+from transformers import set_seed
 
-from mllm.config import prepare_args  # noqa: E402
-from mllm.dataset.builder import prepare_data, run_prepare_steps  # noqa: E402
-from mllm.engine import Collator, MllmTrainer  # noqa: E402
-from mllm.engine.callbacks import LossCurveCallback  # noqa: E402
-from mllm.models import build_model  # noqa: E402
+from mllm.config import prepare_args
+from mllm.dataset.builder import prepare_data, run_prepare_steps
+from mllm.engine import Collator, MllmTrainer
+from mllm.engine.callbacks import LossCurveCallback
+from mllm.models import build_model
 
 logger = logging.getLogger('mllm')
 
@@ -57,7 +57,7 @@ def do_multi_predict(trainer, multitest: dict):
 
 def main(argv=None):
     logging.basicConfig(format='%(asctime)s %(levelname)s %(name)s: %(message)s', level=logging.INFO)
-    cfg, model_args, data_args, training_args = prepare_args(argv)
+    _, model_args, data_args, training_args = prepare_args(argv)
     set_seed(training_args.seed)
     with training_args.main_process_first(desc='prepare data'):  # generate once, other ranks then read
         run_prepare_steps(data_args)

@@ -2,4 +2,4 @@
 from .box_formatter import BoxFormatter, PlainBoxFormatter
 from .conv_template import ConversationTemplate, get_conv_template
 
-__all__ = ['BoxFormatter', 'PlainBoxFormatter', 'ConversationTemplate', 'get_conv_template']
+__all__ = ['BoxFormatter', 'ConversationTemplate', 'PlainBoxFormatter', 'get_conv_template']

@@ -35,7 +35,7 @@ class BoxFormatter:
         if len(pieces) - 1 != len(seq):
             raise ValueError(f"{len(pieces) - 1} {placeholder} placeholders but {len(seq)} index groups")
         out = [pieces[0]]
-        for indices, rest in zip(seq, pieces[1:]):
+        for indices, rest in zip(seq, pieces[1:], strict=True):
             out.append(fmt([values[i] for i in indices]))
             out.append(rest)
         return ''.join(out)

@@ -14,8 +14,16 @@ import logging
 import os
 
 import torch
-from transformers import (AutoConfig, AutoImageProcessor, AutoModelForCausalLM, AutoTokenizer, CLIPVisionConfig,
-                          CLIPVisionModel, LlamaConfig, LlavaForConditionalGeneration)
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    CLIPVisionConfig,
+    CLIPVisionModel,
+    LlamaConfig,
+    LlavaForConditionalGeneration,
+)
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 from transformers.utils import is_flash_attn_2_available
 
@@ -57,7 +65,7 @@ def _model_type(path: str) -> str | None:
 
 
 def _tiny(model_args, dtype):
-    from ...demo.tiny_tokenizer import build_tiny_tokenizer  # noqa: PLC0415  (demo-only dependency)
+    from ...demo.tiny_tokenizer import build_tiny_tokenizer
 
     spec = _merge(TINY_DEFAULTS, model_args.get('tiny'))
     tokenizer = build_tiny_tokenizer()
