@@ -56,7 +56,7 @@ def test_multitest_jsonl_and_metrics(trained):
     refs = _read_jsonl(os.path.join(root, 'test.jsonl'))
     assert [r['id'] for r in rows] == list(range(12))
     for row, ref in zip(rows, refs):
-        assert row['target'].startswith('Answer: [')
+        assert row['target'].startswith('[') and row['target'].endswith(']')
         width, height = ref['width'], ref['height']
         side = max(width, height)
         dx, dy = (side - width) // 2, (side - height) // 2

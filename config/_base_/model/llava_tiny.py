@@ -5,7 +5,7 @@ model_args = dict(
     tiny=dict(image_size=64, patch_size=8),
     projector_type='mlp2x_gelu',
     vision_feature_layer=-2,
-    freeze_vision_tower=False,  # random weights: the tower must learn
+    freeze_vision_tower=True,
     freeze_backbone=False,
     tune_mm_mlp_adapter=False,
     torch_dtype='float32',

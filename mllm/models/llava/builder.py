@@ -33,7 +33,7 @@ from .modeling_llava import MllmLlavaForConditionalGeneration
 logger = logging.getLogger(__name__)
 
 TINY_DEFAULTS = {
-    'image_size': 64, 'patch_size': 8,
+    'image_size': 64, 'patch_size': 8, 'vision_position_std': None,
     'vision': {'hidden_size': 64, 'intermediate_size': 128, 'num_hidden_layers': 2, 'num_attention_heads': 4},
     'text': {'hidden_size': 128, 'intermediate_size': 384, 'num_hidden_layers': 2, 'num_attention_heads': 4,
              'num_key_value_heads': 4, 'max_position_embeddings': 512},
@@ -75,6 +75,12 @@ def _tiny(model_args, dtype):
     config = _llava_config(model_args, vision, text)
     torch.manual_seed(model_args.get('init_seed', 0))
     model = MllmLlavaForConditionalGeneration(config).to(dtype)
+    if spec.get('vision_position_std'):
+        # CLIP initialises position embeddings with std 0.02 while the patch term is ~1 after the
+        # pre-LayerNorm, so a random (frozen) tower hands the LM almost no position. Grounding from
+        # scratch needs position: a larger std keeps it visible in every image feature.
+        torch.nn.init.normal_(model.model.vision_tower.embeddings.position_embedding.weight,
+                              std=spec['vision_position_std'])
     image_processor = CLIPImageProcessorPil(size={'shortest_edge': spec['image_size']},
                                             crop_size={'height': spec['image_size'], 'width': spec['image_size']})
     return model, tokenizer, image_processor
