@@ -112,3 +112,15 @@ def test_flash_attention_request_falls_back_to_sdpa(caplog):
     with caplog.at_level(logging.WARNING):
         model, _ = build_model(ConfigDict(model_name_or_path='tiny', attn_implementation='flash_attention_2'))
     assert 'flash-attn is not installed' in caplog.text
+
+
+def test_tiny_vision_position_init_is_configurable():
+    default, _ = build_model(ConfigDict(model_name_or_path='tiny'))
+    visible, _ = build_model(ConfigDict(model_name_or_path='tiny', tiny=dict(vision_position_std=1.0)))
+    std_default = default.model.vision_tower.embeddings.position_embedding.weight.std().item()
+    std_visible = visible.model.vision_tower.embeddings.position_embedding.weight.std().item()
+    assert std_default == pytest.approx(0.02, rel=0.2)
+    assert std_visible == pytest.approx(1.0, rel=0.1)
+    # everything else is initialised identically (same seed, same order)
+    assert torch.equal(default.model.language_model.layers[0].mlp.up_proj.weight,
+                       visible.model.language_model.layers[0].mlp.up_proj.weight)

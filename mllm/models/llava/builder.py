@@ -150,10 +150,11 @@ def build_llava(model_args):
     attn = _attn_implementation(model_args.get('attn_implementation'))
     path = model_args['model_name_or_path']
     image_token = model_args.get('image_token', '<image>')
+    model_type = None if path == 'tiny' else _model_type(path)
     if path == 'tiny':
         model, tokenizer, image_processor = _tiny(model_args, dtype)
-    elif _model_type(path) in ('llava', 'mllm_llava'):
-        cls = MllmLlavaForConditionalGeneration if _model_type(path) == 'mllm_llava' else LlavaForConditionalGeneration
+    elif model_type in ('llava', 'mllm_llava'):
+        cls = MllmLlavaForConditionalGeneration if model_type == 'mllm_llava' else LlavaForConditionalGeneration
         model = cls.from_pretrained(path, dtype=dtype, attn_implementation=attn)
         tokenizer = AutoTokenizer.from_pretrained(model_args.get('tokenizer_name_or_path') or path)
         image_processor = AutoImageProcessor.from_pretrained(path)
