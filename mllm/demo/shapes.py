@@ -2,7 +2,8 @@
 
 Each image is a non-square canvas (landscape or portrait) cut into square
 cells; a few coloured shapes (circle / square / triangle) sit in distinct
-cells, with a little random size and position jitter inside the cell. Every
+cells (by default centred at a fixed size, so box values come from a small
+set; ``size_min``/``size_max``/``jitter`` add variation). Every
 record names one target with an expression that only the image can resolve
 ("the red shape", "the triangle", "the blue circle", "the leftmost shape",
 "the top circle", ...) and is written in the Shikra REC JSONL layout::
@@ -60,9 +61,9 @@ DEFAULTS = dict(
     max_shapes=4,
     train_min_shapes=1,  # train images may hold a single shape (curriculum)
     train_max_shapes=4,
-    size_min=0.6,  # shape side as a fraction of the cell
-    size_max=0.8,
-    jitter=0.5,  # fraction of the free space a shape may drift off the cell centre
+    size_min=0.75,  # shape side as a fraction of the cell (equal min/max: box values
+    size_max=0.75,  # come from a small fixed set, which is easier to learn)
+    jitter=0.0,  # fraction of the free space a shape may drift off the cell centre
     unique_colors=True,  # one colour per shape within an image
     background=(236, 236, 236),
 )
