@@ -88,3 +88,37 @@ def test_collates_real_dataset_samples(preprocessor):
     assert torch.equal(batch['input_ids'][0, width - short:], samples[0]['input_ids'])
     assert (batch['input_ids'][0, :width - short] == tok.pad_token_id).all()
     assert tok.decode(batch['input_ids'][0, batch['attention_mask'][0].bool()]).endswith('ASSISTANT:')
+
+
+def test_trim_logits_keeps_the_loss_and_cuts_the_logits(tiny):
+    """Training batches ask only for the logits of the answer region; the loss is the same."""
+    model, pre = tiny
+    n = pre['num_image_tokens']
+    torch.manual_seed(0)
+    samples = []
+    for k in range(4):
+        length = n + 12 + 3 * k
+        ids = torch.randint(10, 500, (length,))
+        ids[1:1 + n] = pre['text'].convert_tokens_to_ids('<image>')
+        labels = torch.full((length,), -100)
+        labels[-5 - k:] = ids[-5 - k:]
+        samples.append({'input_ids': ids, 'labels': labels, 'pixel_values': torch.randn(1, 3, 64, 64)})
+    full = Collator(pre['text'].pad_token_id, 'right')(samples)
+    trimmed = Collator(pre['text'].pad_token_id, 'right', trim_logits=True)(samples)
+    first_label_column = min(int((s['labels'] != -100).nonzero()[0]) for s in samples)
+    assert trimmed['logits_to_keep'] == full['input_ids'].shape[1] - first_label_column + 1
+    assert torch.equal(trimmed['labels'], full['labels'][:, -trimmed['logits_to_keep']:])
+    assert (full['labels'][:, :-trimmed['logits_to_keep'] + 1] == -100).all()
+    model.eval()
+    with torch.no_grad():
+        loss_full = model(**full).loss
+        out = model(**trimmed)
+    assert out.logits.shape[1] == trimmed['logits_to_keep']
+    assert torch.allclose(out.loss, loss_full, atol=1e-6)
+
+
+def test_trim_logits_is_a_no_op_for_generation_batches():
+    sample = {'input_ids': torch.tensor([1, 5, 6]), 'labels': torch.tensor([7, 8]),
+              'pixel_values': torch.zeros(1, 3, 64, 64)}
+    batch = Collator(3, 'left', trim_logits=True)([sample])
+    assert 'logits_to_keep' not in batch and batch['labels'].tolist() == [[7, 8]]

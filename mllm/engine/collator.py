@@ -3,6 +3,11 @@
 Generation appends tokens at the right end of every row, so prompts must end at the same column:
 left padding. Training pads on the right and masks the padding in `labels`. Image tensors of all
 samples are concatenated along the first axis (a sample may hold several images).
+
+`trim_logits` (training only): no loss is taken before the first answer token of the batch, so the
+model is asked for logits of the last K positions only (`logits_to_keep`, which transformers'
+causal LMs accept) and `labels` are cut to the same K columns. The loss is unchanged; the vocabulary
+projection and its softmax, a large share of a small model's step, shrink to the answer region.
 """
 from __future__ import annotations
 
@@ -25,11 +30,12 @@ def _pad(sequences, value: int, side: str) -> torch.Tensor:
 class Collator:
     """padding_side='right' for training batches, 'left' for generation batches."""
 
-    def __init__(self, pad_token_id: int, padding_side: str = 'right'):
+    def __init__(self, pad_token_id: int, padding_side: str = 'right', trim_logits: bool = False):
         if padding_side not in ('left', 'right'):
             raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
         self.pad_token_id = pad_token_id
         self.padding_side = padding_side
+        self.trim_logits = trim_logits
 
     def __call__(self, samples: list[dict]) -> dict:
         ids = [s['input_ids'] for s in samples]
@@ -41,4 +47,17 @@ class Collator:
         if 'labels' in samples[0]:
             # Reference answers of generation batches are right-padded: they are only decoded.
             batch['labels'] = _pad([s['labels'] for s in samples], IGNORE_INDEX, 'right')
+            if self.trim_logits and self.padding_side == 'right':  # never cut generation references
+                self._trim(batch)
         return batch
+
+    @staticmethod
+    def _trim(batch: dict) -> None:
+        labels = batch['labels']
+        answer_columns = (labels != IGNORE_INDEX).any(dim=0).nonzero()
+        if len(answer_columns) == 0:
+            return
+        # The logit at column c predicts the label at c + 1: keep from one column before the first label.
+        keep = labels.shape[1] - int(answer_columns[0]) + 1
+        batch['labels'] = labels[:, -keep:]
+        batch['logits_to_keep'] = keep

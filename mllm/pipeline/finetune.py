@@ -68,7 +68,8 @@ def main(argv=None):
     trainer = MllmTrainer(
         model=model, args=training_args, processing_class=preprocessor['text'],
         train_dataset=datasets['train'], eval_dataset=datasets['validation'],
-        data_collator=Collator(pad_id, 'right'), eval_collator=Collator(pad_id, 'left'),
+        data_collator=Collator(pad_id, 'right', **(data_args.get('collator_kwargs') or {})),
+        eval_collator=Collator(pad_id, 'left'),
         gen_kwargs=data_args.get('gen_kwargs'), compute_metric=datasets['compute_metric'],
         callbacks=[LossCurveCallback()],
     )
