@@ -19,6 +19,7 @@ def _data_overrides(root):
         f'data_args.train.filename={root}/train.jsonl', f'data_args.train.image_folder={root}/images',
         f'data_args.multitest.shapes_test.cfg.filename={root}/test.jsonl',
         f'data_args.multitest.shapes_test.cfg.image_folder={root}/images',
+        f'data_args.validation.filename={root}/test.jsonl', f'data_args.validation.image_folder={root}/images',
     ]
 
 

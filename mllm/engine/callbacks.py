@@ -1,34 +1,54 @@
-"""Trainer callbacks: a loss-curve PNG written next to trainer_state.json when training ends."""
+"""Trainer callbacks: wall-clock time in every log entry, and a training-curve PNG at the end.
+
+`loss_curve.png` (next to trainer_state.json) shows the training loss against the step and, when the
+run evaluates during training, the evaluation accuracy on a second axis.
+"""
 from __future__ import annotations
 
 import os
+import time
 
 from transformers import TrainerCallback
 
 
-def plot_loss_curve(log_history: list[dict], path: str) -> bool:
-    """Plot training loss (and eval metrics' steps) from `log_history`; False when nothing to plot."""
-    points = [(e['step'], e['loss']) for e in log_history if 'loss' in e and 'step' in e]
-    if not points:
+def plot_training_curve(log_history: list[dict], path: str) -> bool:
+    """Plot train loss (and eval accuracy) from `log_history`; False when there is nothing to plot."""
+    losses = [(e['step'], e['loss']) for e in log_history if 'loss' in e and 'step' in e]
+    if not losses:
         return False
-    import matplotlib
+    accuracy = [(e['step'], e['eval_accuracy']) for e in log_history if 'eval_accuracy' in e and 'step' in e]
+    import matplotlib  # noqa: PLC0415  (imported lazily: only rank 0 at the end of training needs it)
     matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([s for s, _ in points], [v for _, v in points], label='train loss')
+    ax.plot([s for s, _ in losses], [v for _, v in losses], color='tab:blue', label='train loss')
     ax.set_xlabel('step')
-    ax.set_ylabel('loss')
+    ax.set_ylabel('train loss')
     ax.set_yscale('log')
     ax.grid(alpha=0.3)
-    ax.legend()
+    if accuracy:
+        right = ax.twinx()
+        right.plot([s for s, _ in accuracy], [v for _, v in accuracy], 'o-', color='tab:orange', label='eval accuracy')
+        right.set_ylabel('eval accuracy')
+        right.set_ylim(0, 1)
+    fig.legend(loc='upper center', ncol=2, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
 
 
-class LossCurveCallback(TrainerCallback):
+class TrainingCurveCallback(TrainerCallback):
+    """Adds `elapsed_s` (seconds since training began) to each log entry; plots the curve at the end."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.log_history and hasattr(self, '_start'):
+            state.log_history[-1]['elapsed_s'] = round(time.perf_counter() - self._start, 2)
+
     def on_train_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            plot_loss_curve(state.log_history, os.path.join(args.output_dir, 'loss_curve.png'))
+            plot_training_curve(state.log_history, os.path.join(args.output_dir, 'loss_curve.png'))

@@ -78,6 +78,11 @@ class MllmTrainer(Seq2SeqTrainer):
                 f.write(json.dumps({'id': i, 'pred': pred, 'target': ref, **verdict}, ensure_ascii=False) + '\n')
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = 'eval', **gen_kwargs):
+        # transformers may ask twice at one step (the step's eval and the epoch's end): answer once.
+        key = (id(eval_dataset), metric_key_prefix, self.state.global_step)
+        if self.state.global_step and getattr(self, '_last_eval', (None, None))[0] == key:
+            return self._last_eval[1]
         metrics = self.predict_and_score(eval_dataset or self.eval_dataset, self.compute_metric, metric_key_prefix)
         self.log(metrics)
+        self._last_eval = (key, metrics)
         return metrics
