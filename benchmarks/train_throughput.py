@@ -15,10 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-from mmengine.config import Config  # noqa: E402
+import torch
+from mmengine.config import Config
 
-from mllm.models import build_model  # noqa: E402
+from mllm.models import build_model
 
 
 def main():

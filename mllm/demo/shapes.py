@@ -28,23 +28,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
-# Short vicuna-style system prompt and question templates for the demo. Every
-# word here is a single token of mllm.demo.tiny_tokenizer.
-SYSTEM_PROMPT = "A chat between a user and an assistant."
-QUESTION_TEMPLATES = [
-    "Where is {expr} in the image? Answer with a box.",
-    "Find {expr} and give its bounding box.",
-    "Locate {expr}.",
-    "What is the box of {expr}?",
-    "Give the coordinates of {expr}.",
-]
-
-COLORS: Dict[str, tuple] = {
+# The demo's question phrasings live in mllm/dataset/templates/REC_shapes.json (read by RECDataset);
+# every word there and in the expressions below is a single token of mllm.demo.tiny_tokenizer.
+COLORS: dict[str, tuple] = {
     "red": (220, 30, 30),
     "green": (20, 160, 40),
     "blue": (30, 70, 225),
@@ -79,7 +69,7 @@ def _iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _draw_shape(draw, kind: str, box: List[int], color: tuple) -> None:
+def _draw_shape(draw, kind: str, box: list[int], color: tuple) -> None:
     x0, y0, x1, y1 = box
     if kind == "circle":
         draw.ellipse([x0, y0, x1 - 1, y1 - 1], fill=color)
@@ -91,7 +81,7 @@ def _draw_shape(draw, kind: str, box: List[int], color: tuple) -> None:
         raise ValueError(kind)
 
 
-def _expressions(rng: random.Random, shapes: List[dict], t: int) -> List[tuple]:
+def _expressions(rng: random.Random, shapes: list[dict], t: int) -> list[tuple]:
     """All (kind, text) expressions that single out shape ``t``."""
     me = shapes[t]
     others = [s for i, s in enumerate(shapes) if i != t]
@@ -134,12 +124,12 @@ def _make_image(rng: random.Random, n_shapes: int, opt: dict):
     palette = list(COLORS)
     colors = rng.sample(palette, n_shapes) if opt["unique_colors"] else [rng.choice(palette) for _ in cells]
     shapes = []
-    for ci, color in zip(cells, colors):
+    for ci, color in zip(cells, colors, strict=True):
         col, row = ci % gw, ci // gw
-        side = int(round(cell * rng.uniform(opt["size_min"], opt["size_max"])))
+        side = round(cell * rng.uniform(opt["size_min"], opt["size_max"]))
         free = cell - side
-        dx = int(round((free / 2.0) * opt["jitter"] * rng.uniform(-1, 1)))
-        dy = int(round((free / 2.0) * opt["jitter"] * rng.uniform(-1, 1)))
+        dx = round((free / 2.0) * opt["jitter"] * rng.uniform(-1, 1))
+        dy = round((free / 2.0) * opt["jitter"] * rng.uniform(-1, 1))
         x0 = col * cell + free // 2 + dx
         y0 = row * cell + free // 2 + dy
         kind = rng.choice(SHAPE_TYPES)
@@ -246,7 +236,7 @@ def chance_accuracy(test_jsonl: str, iou_threshold: float = 0.5) -> float:
     return total / max(n, 1)
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Generate the synthetic shapes REC dataset.")
     p.add_argument("--root", required=True)
     p.add_argument("--num-train", type=int, required=True)

@@ -20,7 +20,7 @@ numbers and punctuation come out as single tokens.
 from __future__ import annotations
 
 import os
-from typing import Iterable, List
+from collections.abc import Iterable
 
 from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import BPE
@@ -77,13 +77,13 @@ _PIECE = (
 )
 
 
-def coordinate_tokens() -> List[str]:
+def coordinate_tokens() -> list[str]:
     """All box values as written in the demo text: '0.000' ... '1.000'."""
     return [f"{i / 1000:.3f}" for i in range(1001)]
 
 
-def _vocab_pieces(words: Iterable[str]) -> List[str]:
-    pieces: List[str] = []
+def _vocab_pieces(words: Iterable[str]) -> list[str]:
+    pieces: list[str] = []
     for w in words:
         for v in (w, w.lower(), w.capitalize()):
             pieces.append(v)
@@ -92,7 +92,7 @@ def _vocab_pieces(words: Iterable[str]) -> List[str]:
 
 
 def _build_vocab() -> dict:
-    ordered: List[str] = list(SPECIAL_TOKENS)
+    ordered: list[str] = list(SPECIAL_TOKENS)
     ordered += [f"<0x{b:02X}>" for b in range(256)]
     ascii_chars = [chr(c) for c in range(33, 127)]
     ordered += [SPACE] + ascii_chars + [SPACE + c for c in ascii_chars] + ["\t", "\n"]

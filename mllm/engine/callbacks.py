@@ -17,9 +17,9 @@ def plot_training_curve(log_history: list[dict], path: str) -> bool:
     if not losses:
         return False
     accuracy = [(e['step'], e['eval_accuracy']) for e in log_history if 'eval_accuracy' in e and 'step' in e]
-    import matplotlib  # noqa: PLC0415  (imported lazily: only rank 0 at the end of training needs it)
+    import matplotlib  # imported lazily: only rank 0 at the end of training needs it
     matplotlib.use('Agg')
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([s for s, _ in losses], [v for _, v in losses], color='tab:blue', label='train loss')

@@ -65,7 +65,7 @@ def _model_type(path: str) -> str | None:
 
 
 def _tiny(model_args, dtype):
-    from ...demo.tiny_tokenizer import build_tiny_tokenizer
+    from ...demo.tiny_tokenizer import build_tiny_tokenizer  # lazily: only the tiny preset needs it
 
     spec = _merge(TINY_DEFAULTS, model_args.get('tiny'))
     tokenizer = build_tiny_tokenizer()
