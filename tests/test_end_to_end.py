@@ -112,3 +112,10 @@ def test_two_cpu_processes_predict_like_one(trained, tmp_path):
     subprocess.run(cmd, check=True, cwd=repo, env=dict(os.environ, HF_HUB_OFFLINE='1'), capture_output=True)
     double = _read_jsonl(str(tmp_path / 'two' / 'multitest_shapes_test_extra_prediction.jsonl'))
     assert double == single
+
+
+def test_predict_without_a_test_set_names_the_missing_key(trained, tmp_path):
+    out, root = trained
+    with pytest.raises(ValueError, match='data_args.test'):
+        main([DEMO_CONFIG, '--cfg-options', *_data_overrides(root), f'model_args.model_name_or_path={out}',
+              '--do_train', 'False', '--do_predict', 'True', '--output_dir', str(tmp_path)])

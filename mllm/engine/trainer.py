@@ -56,6 +56,9 @@ class MllmTrainer(Seq2SeqTrainer):
 
     def predict_and_score(self, dataset, compute_metric=None, prefix: str = 'test') -> dict:
         """Generate for every sample of `dataset`, score, write `<prefix>_extra_prediction.jsonl`."""
+        if dataset is None:
+            split = {'eval': 'validation', 'test': 'test'}.get(prefix, prefix)
+            raise ValueError(f"'{prefix}' was asked for but no dataset is configured: set data_args.{split}")
         output = self.predict(dataset, metric_key_prefix=prefix)
         predictions = self._decode(output.predictions)
         references = self._decode(output.label_ids)
