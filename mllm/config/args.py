@@ -115,7 +115,6 @@ def prepare_args(argv: list[str] | None = None):
     """
     argv = sys.argv[1:] if argv is None else argv
     cfg, flags = parse_cli(argv)
-    config_path = argv[0] if argv and not argv[0].startswith('-') else cfg.filename
     for section in SECTIONS:
         if section not in cfg:
             cfg[section] = ConfigDict()
@@ -123,7 +122,7 @@ def prepare_args(argv: list[str] | None = None):
     training_cfg.update(flags)
     training_cfg.setdefault('output_dir', os.path.join('exp', Path(cfg.filename).stem))
     cfg.training_args = ConfigDict(training_cfg)
-    training_args = build_training_args(training_cfg, config_path)
+    training_args = build_training_args(training_cfg, cfg.filename)
     if training_args.process_index == 0:
         _dump_resolved(cfg, training_args.output_dir)
     return cfg, cfg.model_args, cfg.data_args, training_args
