@@ -1,0 +1,112 @@
+"""`AnnotationDataset`: the shared base of datasets read from one annotation file plus an image folder.
+
+It checks that the paths exist (a missing one raises `MissingDataPathError` naming the argument,
+which the builder turns into the config key to set), reads the records (JSONL by default, each
+tagged with its `file:line` source), checks required fields, draws question templates with a
+seeded RNG, and reads images with errors that name the record. Subclasses implement
+`build_item(index, record)` and, where a metric needs more than the reference text (e.g. the ten
+VQAv2 answers), `meta(index)`: a small JSON-able dict read without opening the image.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from torch.utils.data import Dataset
+
+from ..root import IMAGE_PLACEHOLDER
+from ..utils.io import DataFileError, read_image, read_jsonl
+from ..utils.question_templates import QuestionTemplates
+
+
+class MissingDataPathError(DataFileError):
+    """A configured file or folder does not exist; `key` is the dataset argument that names it."""
+
+    def __init__(self, key: str, path: str, kind: str = 'file'):
+        self.key, self.path, self.kind = key, path, kind
+        super().__init__(f"{key}: {kind} not found: {path}")
+
+
+def check_path(path: str | None, key: str, kind: str = 'file') -> None:
+    """Raise MissingDataPathError unless `path` is an existing file (kind='file') or folder ('folder').
+
+    Paths with a URL scheme (read through the optional storage backend) are not checked here.
+    """
+    if path is None or '://' in str(path):
+        return
+    exists = os.path.isdir(path) if kind == 'folder' else os.path.isfile(path)
+    if not exists:
+        raise MissingDataPathError(key, path, kind)
+
+
+def read_json(path: str):
+    """Read a whole JSON file; a syntax error names the file, line and column."""
+    with open(path, encoding='utf-8') as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise DataFileError(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+
+
+class AnnotationDataset(Dataset):
+    """Records from `filename`, images from `image_folder`, questions from `template_file`.
+
+    Class attributes a subclass sets:
+      required_fields        fields every record must have (checked at load, error names file:line)
+      template_placeholders  placeholders every question template must contain (checked at load)
+    """
+
+    required_fields: tuple[str, ...] = ()
+    template_placeholders: tuple[str, ...] = (IMAGE_PLACEHOLDER,)
+
+    def __init__(self, filename: str, image_folder: str | None = None, template_file: str | None = None,
+                 seed: int = 0):
+        check_path(filename, 'filename', 'file')
+        check_path(image_folder, 'image_folder', 'folder')
+        self.filename, self.image_folder, self.seed = filename, image_folder, seed
+        self.records = self.load_records(filename)
+        for record in self.records:
+            missing = [k for k in self.required_fields if k not in record]
+            if missing:
+                raise DataFileError(f"{record.get('__source__', filename)}: missing field(s) {missing}")
+        self.templates = (QuestionTemplates(template_file, required=self.template_placeholders, seed=seed)
+                          if template_file else None)
+
+    # -- hooks for subclasses ------------------------------------------------------------------
+    def load_records(self, filename: str) -> list[dict]:
+        """Records with a `__source__` tag each; JSONL unless a subclass reads another layout."""
+        return read_jsonl(filename)
+
+    def build_item(self, index: int, record: dict) -> dict:
+        raise NotImplementedError
+
+    def meta(self, index: int) -> dict:
+        """Extra per-sample facts a metric needs (JSON-able, no image loading); none by default."""
+        return {}
+
+    # -- shared helpers ------------------------------------------------------------------------
+    def __len__(self):
+        return len(self.records)
+
+    def __getitem__(self, index):
+        record = self.records[index]
+        item = self.build_item(index, record)
+        item.setdefault('source', record.get('__source__'))
+        return item
+
+    def get_image(self, record: dict, key: str = 'img_path'):
+        """Open `image_folder/record[key]`; errors name the record's source."""
+        path = record[key] if self.image_folder is None else os.path.join(self.image_folder, record[key])
+        try:
+            return read_image(path)
+        except DataFileError as e:
+            raise DataFileError(f"{record.get('__source__', self.filename)}: {e}") from None
+
+    def question(self, index: int, replacements: dict[str, str] | None = None) -> str:
+        """The seeded template of sample `index` with placeholders replaced, e.g. {'<expr>': 'a dog'}."""
+        if self.templates is None:
+            raise ValueError(f"{type(self).__name__} needs a template_file")
+        text = self.templates.get(index)
+        for placeholder, value in (replacements or {}).items():
+            text = text.replace(placeholder, value)
+        return text

@@ -1,0 +1,1 @@
+"""Converters from official dataset releases to mllm JSONL; one module per source, each runnable as a script."""
