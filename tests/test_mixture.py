@@ -1,9 +1,9 @@
-"""Tests for dataset mixtures: ConcatDataset indexing and seeded InterleaveDataset sampling."""
+"""Tests for dataset mixtures: concat indexing, seeded interleaving, subsets, epoch reshuffle, meta forwarding."""
 from collections import Counter
 
 import pytest
 
-from mllm.dataset.utils.mixture import ConcatDataset, InterleaveDataset
+from mllm.dataset.utils.mixture import ConcatDataset, InterleaveDataset, SubsetDataset
 
 
 def sources(*sizes):
@@ -102,3 +102,72 @@ def test_all_exhausted_with_an_empty_source(seed):
     srcs = sources(0, 4)
     ds = InterleaveDataset(srcs, seed=seed, stopping_strategy='all_exhausted')
     assert items(ds) == srcs[1]
+
+
+class WithMeta(list):
+    """A list dataset whose meta(i) names the item, like a raw dataset's per-sample facts."""
+
+    def meta(self, index):
+        return {'item': self[index]}
+
+
+def test_subset_by_portion_is_seeded_sorted_and_sized():
+    src = sources(40)[0]
+    a = SubsetDataset(src, portion=0.25, seed=3)
+    assert len(a) == 10
+    assert items(a) == items(SubsetDataset(src, portion=0.25, seed=3))
+    assert items(a) != items(SubsetDataset(src, portion=0.25, seed=4))
+    local = [i for _, i in items(a)]
+    assert local == sorted(local) and len(set(local)) == 10  # source order kept, no repeats
+    assert len(SubsetDataset(src, num_samples=7)) == 7
+    assert items(SubsetDataset(src, portion=1.0)) == src
+
+
+@pytest.mark.parametrize('kwargs', [dict(), dict(portion=0.5, num_samples=3), dict(portion=0.0),
+                                    dict(portion=1.5), dict(num_samples=41)])
+def test_subset_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        SubsetDataset(sources(40)[0], **kwargs)
+
+
+def test_subset_reshuffles_per_epoch_only_when_asked():
+    src = sources(100)[0]
+    fixed = SubsetDataset(src, portion=0.1, seed=0)
+    first = items(fixed)
+    fixed.set_epoch(1)
+    assert items(fixed) == first
+    moving = SubsetDataset(src, portion=0.1, seed=0, reshuffle_each_epoch=True)
+    assert items(moving) == first
+    moving.set_epoch(1)
+    epoch1 = items(moving)
+    assert epoch1 != first and len(epoch1) == 10
+    moving.set_epoch(0)
+    assert items(moving) == first  # an epoch's subset depends on the epoch only: ranks agree
+    other = SubsetDataset(src, portion=0.1, seed=0, reshuffle_each_epoch=True)
+    other.set_epoch(1)
+    assert items(other) == epoch1
+
+
+def test_interleave_reshuffle_keeps_length_and_changes_order():
+    ds = InterleaveDataset(sources(30, 30), seed=0, reshuffle_each_epoch=True)
+    first, n = list(ds.table), len(ds)
+    ds.set_epoch(1)
+    assert len(ds) == n and ds.table != first
+    ds.set_epoch(0)
+    assert ds.table == first
+    still = InterleaveDataset(sources(30, 30), seed=0)
+    still.set_epoch(5)
+    assert still.table == first
+
+
+def test_set_epoch_and_meta_reach_nested_members():
+    inner = SubsetDataset(WithMeta(sources(50)[0]), portion=0.2, seed=1, reshuffle_each_epoch=True)
+    mix = ConcatDataset([WithMeta(sources(1, 3)[1]), inner])
+    assert [mix.meta(i) for i in range(len(mix))] == [{'item': mix[i]} for i in range(len(mix))]
+    before = items(mix)
+    mix.set_epoch(2)
+    after = items(mix)
+    assert after[:3] == before[:3] and after[3:] != before[3:]
+    inter = InterleaveDataset([WithMeta(sources(5)[0]), [('plain', i) for i in range(5)]], seed=0)
+    metas = [inter.meta(i) for i in range(len(inter))]
+    assert all(m == {'item': inter[i]} if inter[i][0] == 's0' else m == {} for i, m in enumerate(metas))

@@ -62,6 +62,10 @@ class SingleImageConvDataset(Dataset):
     def __len__(self):
         return len(self.dataset)
 
+    def meta(self, index: int) -> dict:
+        """The raw dataset's per-sample facts for metrics (e.g. all VQAv2 answers); {} if it has none."""
+        return self.dataset.meta(index) if hasattr(self.dataset, 'meta') else {}
+
     def __getitem__(self, index):
         # A misaligned sample is replaced by the next one (deterministically) and recorded.
         for offset in range(len(self)):

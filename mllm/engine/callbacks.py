@@ -52,3 +52,18 @@ class TrainingCurveCallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             plot_training_curve(state.log_history, os.path.join(args.output_dir, 'loss_curve.png'))
+
+
+class EpochCallback(TrainerCallback):
+    """Tell the training dataset which epoch begins, so mixtures can redraw subsets and order.
+
+    accelerate forwards `set_epoch` to a dataset only when the sampler lacks one (it never does
+    under the Trainer), so the callback calls it directly; every rank computes the same table.
+    """
+
+    def __init__(self, train_dataset):
+        self.train_dataset = train_dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        if hasattr(self.train_dataset, 'set_epoch'):
+            self.train_dataset.set_epoch(round(state.epoch or 0))

@@ -4,11 +4,13 @@
   one (generation needs prompts aligned at the right);
 - `prediction_step` generates with the config's `gen_kwargs` and returns only the new tokens;
 - `evaluate` / `predict_and_score` decode predictions and references, score them with a METRICS
-  entry, and write one JSONL line per sample (dataset order, rank 0, overwritten on re-runs)
+  entry (given each sample's `dataset.meta(i)` too, e.g. the ten VQAv2 answers), and write one
+  JSONL line per sample (dataset order, rank 0, overwritten on re-runs) with the metric's verdict,
   plus `<prefix>_results.json`.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
 
@@ -64,21 +66,28 @@ class MllmTrainer(Seq2SeqTrainer):
         references = self._decode(output.label_ids)
         metrics = {k: v for k, v in output.metrics.items() if k.endswith(('_runtime', '_samples_per_second'))}
         verdicts = [{} for _ in predictions]
+        metas = [dataset.meta(i) for i in range(len(dataset))] if hasattr(dataset, 'meta') else [{}] * len(predictions)
         if compute_metric is not None:
-            scores, verdicts = compute_metric(predictions, references)
+            if 'metas' in inspect.signature(compute_metric).parameters:
+                scores, verdicts = compute_metric(predictions, references, metas=metas)
+            else:
+                scores, verdicts = compute_metric(predictions, references)
             metrics.update({f'{prefix}_{k}': v for k, v in scores.items()})
         if self.is_world_process_zero():
-            self._write_predictions(prefix, predictions, references, verdicts)
+            self._write_predictions(prefix, predictions, references, verdicts, metas)
             self.save_metrics(prefix, metrics, combined=False)
         self.log_metrics(prefix, metrics)
         return metrics
 
-    def _write_predictions(self, prefix, predictions, references, verdicts):
+    def _write_predictions(self, prefix, predictions, references, verdicts, metas):
         os.makedirs(self.args.output_dir, exist_ok=True)
         path = os.path.join(self.args.output_dir, f'{prefix}_extra_prediction.jsonl')
         with open(path, 'w', encoding='utf-8') as f:  # 'w': a re-run replaces, never appends
-            for i, (pred, ref, verdict) in enumerate(zip(predictions, references, verdicts, strict=True)):
-                f.write(json.dumps({'id': i, 'pred': pred, 'target': ref, **verdict}, ensure_ascii=False) + '\n')
+            for i, (pred, ref, verdict, meta) in enumerate(zip(predictions, references, verdicts, metas, strict=True)):
+                line = {'id': i, 'pred': pred, 'target': ref, **verdict}
+                if meta:
+                    line['meta'] = meta
+                f.write(json.dumps(line, ensure_ascii=False) + '\n')
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = 'eval', **gen_kwargs):
         # transformers may ask twice at one step (the step's eval and the epoch's end): answer once.

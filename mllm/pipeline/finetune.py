@@ -20,7 +20,7 @@ from transformers import set_seed
 from mllm.config import prepare_args
 from mllm.dataset.builder import prepare_data, run_prepare_steps
 from mllm.engine import Collator, MllmTrainer
-from mllm.engine.callbacks import TrainingCurveCallback
+from mllm.engine.callbacks import EpochCallback, TrainingCurveCallback
 from mllm.models import build_model
 
 logger = logging.getLogger('mllm')
@@ -71,7 +71,7 @@ def main(argv=None):
         data_collator=Collator(pad_id, 'right', **(data_args.get('collator_kwargs') or {})),
         eval_collator=Collator(pad_id, 'left'),
         gen_kwargs=data_args.get('gen_kwargs'), compute_metric=datasets['compute_metric'],
-        callbacks=[TrainingCurveCallback()],
+        callbacks=[TrainingCurveCallback(), EpochCallback(datasets['train'])],
     )
     if training_args.do_train:
         do_train(trainer, training_args, preprocessor, datasets['train'])

@@ -1,7 +1,12 @@
-"""Dataset mixtures: concatenation and seeded, probability-weighted interleaving.
+"""Dataset mixtures: concatenation, seeded probability-weighted interleaving, and seeded subsets.
 
-Both hold already-built datasets and map a global index to (dataset, local index) with a table
-fixed at construction, so the mixture is the same on every rank and every run with one seed.
+Each holds already-built datasets and maps a global index to (dataset, local index) with a table
+computed from the seed, so the mixture is the same on every rank and every run with one seed.
+`set_epoch(epoch)` (called by `EpochCallback` at the start of each training epoch) redraws the
+interleaving order and the subsets from `seed + epoch` when `reshuffle_each_epoch` is set, so long
+runs see other samples of a subset each epoch while every rank still agrees on the table.
+Lengths never change between epochs (the sampler and the LR schedule rely on them).
+`meta(index)` is forwarded to the member dataset, so metrics see each sample's facts.
 """
 from __future__ import annotations
 
@@ -9,6 +14,16 @@ import bisect
 import random
 
 from torch.utils.data import Dataset
+
+
+def forward_set_epoch(datasets, epoch: int) -> None:
+    for d in datasets:
+        if hasattr(d, 'set_epoch'):
+            d.set_epoch(epoch)
+
+
+def forward_meta(dataset, index: int) -> dict:
+    return dataset.meta(index) if hasattr(dataset, 'meta') else {}
 
 
 class ConcatDataset(Dataset):
@@ -37,6 +52,50 @@ class ConcatDataset(Dataset):
         k, local = self.locate(index)
         return self.datasets[k][local]
 
+    def meta(self, index):
+        k, local = self.locate(index)
+        return forward_meta(self.datasets[k], local)
+
+    def set_epoch(self, epoch: int) -> None:
+        forward_set_epoch(self.datasets, epoch)
+
+
+class SubsetDataset(Dataset):
+    """A seeded random part of a dataset: `portion` of it (0 < portion <= 1) or `num_samples` items.
+
+    The chosen indices are sorted, so a subset keeps its source's order; with
+    reshuffle_each_epoch=True another subset of the same size is drawn each epoch.
+    """
+
+    def __init__(self, dataset, portion: float | None = None, num_samples: int | None = None, seed: int = 42,
+                 reshuffle_each_epoch: bool = False):
+        if (portion is None) == (num_samples is None):
+            raise ValueError('SubsetDataset needs exactly one of portion or num_samples')
+        if portion is not None:
+            if not 0 < portion <= 1:
+                raise ValueError(f"portion must be in (0, 1], got {portion}")
+            num_samples = round(len(dataset) * portion)
+        if not 0 <= num_samples <= len(dataset):
+            raise ValueError(f"num_samples={num_samples} is not within the dataset's {len(dataset)} items")
+        self.dataset, self.num_samples, self.seed = dataset, num_samples, seed
+        self.datasets = [dataset]  # uniform with the other mixtures (skipped-sample reports walk it)
+        self.reshuffle_each_epoch = reshuffle_each_epoch
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        seed = self.seed + (epoch if self.reshuffle_each_epoch else 0)
+        self.indices = sorted(random.Random(seed).sample(range(len(self.dataset)), self.num_samples))
+        forward_set_epoch(self.datasets, epoch)
+
+    def __len__(self):
+        return self.num_samples
+
+    def __getitem__(self, index):
+        return self.dataset[self.indices[index]]
+
+    def meta(self, index):
+        return forward_meta(self.dataset, self.indices[index])
+
 
 class InterleaveDataset(Dataset):
     """Draw the source of each position with `probabilities` (seeded), reading each source in order.
@@ -45,7 +104,8 @@ class InterleaveDataset(Dataset):
     'all_exhausted' restarts exhausted sources until every one has been seen once (oversampling).
     """
 
-    def __init__(self, datasets, probabilities=None, seed: int = 42, stopping_strategy: str = 'first_exhausted'):
+    def __init__(self, datasets, probabilities=None, seed: int = 42, stopping_strategy: str = 'first_exhausted',
+                 reshuffle_each_epoch: bool = False):
         if stopping_strategy not in ('first_exhausted', 'all_exhausted'):
             raise ValueError(f"unknown stopping_strategy {stopping_strategy!r}")
         self.datasets = list(datasets)
@@ -53,9 +113,22 @@ class InterleaveDataset(Dataset):
         probabilities = probabilities or [1.0 / n] * n
         if len(probabilities) != n or any(p < 0 for p in probabilities) or abs(sum(probabilities) - 1) > 1e-6:
             raise ValueError(f"probabilities {probabilities} must be {n} non-negative numbers summing to 1")
+        self.probabilities, self.seed, self.stopping_strategy = probabilities, seed, stopping_strategy
+        self.reshuffle_each_epoch = reshuffle_each_epoch
+        self.table = self._draw_table(seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        forward_set_epoch(self.datasets, epoch)
+        if self.reshuffle_each_epoch:
+            table = self._draw_table(self.seed + epoch)
+            # The order changes, the length may not: trim or cycle to the first epoch's length.
+            self.table = [table[i % len(table)] for i in range(len(self.table))]
+
+    def _draw_table(self, seed: int) -> list[tuple[int, int]]:
+        n, probabilities, stopping_strategy = len(self.datasets), self.probabilities, self.stopping_strategy
         rng = random.Random(seed)
         cursors, seen_all = [0] * n, [len(d) == 0 for d in self.datasets]
-        self.table = []
+        table = []
         sources = [k for k in range(n) if probabilities[k] > 0 and len(self.datasets[k]) > 0]
         if not sources:
             raise ValueError('InterleaveDataset: every source is empty or has probability 0')
@@ -67,11 +140,12 @@ class InterleaveDataset(Dataset):
                 if stopping_strategy == 'first_exhausted' or all(seen_all[s] for s in sources):
                     break
                 cursors[k] = 0
-            self.table.append((k, cursors[k]))
+            table.append((k, cursors[k]))
             cursors[k] += 1
             if stopping_strategy == 'all_exhausted' and all(
                     seen_all[s] or cursors[s] >= len(self.datasets[s]) for s in sources):
                 break
+        return table
 
     def __len__(self):
         return len(self.table)
@@ -79,3 +153,7 @@ class InterleaveDataset(Dataset):
     def __getitem__(self, index):
         k, local = self.table[index]
         return self.datasets[k][local]
+
+    def meta(self, index):
+        k, local = self.table[index]
+        return forward_meta(self.datasets[k], local)

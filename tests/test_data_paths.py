@@ -1,0 +1,108 @@
+"""Data roots and missing paths: one `data_args.roots` key moves a dataset; errors name the key to set."""
+import json
+
+import numpy as np
+import pytest
+from transformers import Seq2SeqTrainingArguments
+from transformers.trainer_utils import PredictionOutput
+
+from mllm.config import ConfigError, prepare_args
+from mllm.dataset.builder import build_raw_dataset, expand_roots, prepare_data
+from mllm.engine import MllmTrainer
+
+
+def test_expand_roots_replaces_every_placeholder_and_reports_which():
+    cfg, used = expand_roots({'type': 'X', 'filename': '{annotations}/a.jsonl', 'image_folder': '{coco}/train2014',
+                              'seed': 3, 'template_file': 'REC.json'},
+                             {'annotations': '/ann', 'coco': '/data/coco'}, 'data_args.train')
+    assert cfg == {'type': 'X', 'filename': '/ann/a.jsonl', 'image_folder': '/data/coco/train2014', 'seed': 3,
+                   'template_file': 'REC.json'}
+    assert used == {'filename': 'annotations', 'image_folder': 'coco'}
+
+
+def test_unknown_root_suggests_the_close_one():
+    with pytest.raises(ConfigError) as info:
+        expand_roots({'image_folder': '{cocoo}/train2014'}, {'coco': '/c', 'gqa': '/g'}, 'data_args.train')
+    message = str(info.value)
+    assert 'data_args.train.image_folder' in message and "'{cocoo}'" in message and "Did you mean 'coco'" in message
+
+
+def test_missing_folder_names_the_root_and_the_key(rec_data):
+    cfg = dict(type='RECDataset', filename=rec_data['jsonl'], image_folder='{coco}/train2014')
+    with pytest.raises(ConfigError) as info:
+        build_raw_dataset(cfg, {'coco': '/nowhere/coco'}, 'data_args.multitest.refcoco_val.cfg')
+    message = str(info.value)
+    assert 'data_args.multitest.refcoco_val.cfg.image_folder' in message
+    assert '/nowhere/coco/train2014' in message and 'data_args.roots.coco=' in message
+
+
+def test_missing_file_without_root_names_the_key(rec_data):
+    cfg = dict(type='RECDataset', filename=str(rec_data['root'] / 'absent.jsonl'),
+               image_folder=rec_data['image_folder'])
+    with pytest.raises(ConfigError) as info:
+        build_raw_dataset(cfg, {}, 'data_args.train')
+    message = str(info.value)
+    assert 'data_args.train.filename' in message and 'absent.jsonl' in message
+    assert '--cfg-options data_args.train.filename=' in message and 'roots' not in message
+
+
+def test_one_root_override_moves_every_dataset(rec_data, tmp_path, monkeypatch, preprocessor):
+    """A config on the shipped _base_ files, pointed at local data with two root keys only."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'ann').mkdir()
+    (tmp_path / 'ann' / 'REC_ref3_train.jsonl').write_text(open(rec_data['jsonl']).read())
+    for split in ('val', 'testA'):
+        (tmp_path / 'ann' / f'REC_refcoco_unc_{split}.jsonl').write_text(open(rec_data['jsonl']).read())
+    coco = tmp_path / 'coco'
+    coco.mkdir()
+    (coco / 'train2014').symlink_to(rec_data['image_folder'])
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / 'exp.py').write_text(
+        f"_base_ = ['{repo}/config/_base_/dataset/data_args.py', '{repo}/config/_base_/dataset/DEFAULT_DATASETS.py']\n"
+        "data_args = dict(train={{_base_.DEFAULT_TRAIN_DATASET.rec}},\n"
+        "                 multitest=dict(val=dict(cfg={{_base_.DEFAULT_TEST_REC_VARIANT.refcoco_val}}),\n"
+        "                                testA=dict(cfg={{_base_.DEFAULT_TEST_REC_VARIANT.refcoco_testA}})))\n"
+        "model_args = dict(model_name_or_path='tiny')\n"
+        "training_args = dict(use_cpu=True)\n")
+    _, model_args, data_args, _ = prepare_args([
+        'exp.py', '--cfg-options', f'data_args.roots.coco={coco}', f'data_args.roots.annotations={tmp_path}/ann'])
+    data = prepare_data(data_args, model_args, preprocessor)
+    assert len(data['train']) == 3
+    assert {name: len(entry['dataset']) for name, entry in data['multitest'].items()} == {'val': 3, 'testA': 3}
+    assert data['train'].dataset.image_folder == f'{coco}/train2014'
+    # without the override the error names the root to set
+    _, model_args, data_args, _ = prepare_args(
+        ['exp.py', '--cfg-options', f'data_args.roots.annotations={tmp_path}/ann'])
+    with pytest.raises(ConfigError, match=r'data_args\.train\.image_folder.*data_args\.roots\.coco='):
+        prepare_data(data_args, model_args, preprocessor)
+
+
+class ScoreWithMetas:
+    """A metric that needs more than the reference text: counts a hit when pred is among meta answers."""
+
+    def __call__(self, predictions, references, metas=None):
+        verdicts = [{'correct': pred in meta['answers']} for pred, meta in zip(predictions, metas)]
+        return {'accuracy': sum(v['correct'] for v in verdicts) / len(verdicts)}, verdicts
+
+
+class MetaDataset(list):
+    def meta(self, index):
+        return {'answers': [['two', '2'], ['red']][index], 'question_id': 100 + index}
+
+
+def test_trainer_passes_metas_to_the_metric_and_writes_them(tiny, tmp_path, monkeypatch):
+    model, pre = tiny
+    tok = pre['text']
+    args = Seq2SeqTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    trainer = MllmTrainer(model=model, args=args, processing_class=tok)
+    preds = [tok('2', add_special_tokens=False)['input_ids'], tok('blue', add_special_tokens=False)['input_ids']]
+    width = max(map(len, preds))
+    pad = [p + [-100] * (width - len(p)) for p in preds]
+    monkeypatch.setattr(trainer, 'predict', lambda dataset, metric_key_prefix: PredictionOutput(
+        predictions=np.array(pad), label_ids=np.array(pad), metrics={}))
+    metrics = trainer.predict_and_score(MetaDataset([0, 1]), ScoreWithMetas(), prefix='probe')
+    assert metrics['probe_accuracy'] == 0.5
+    lines = [json.loads(x) for x in open(tmp_path / 'probe_extra_prediction.jsonl')]
+    assert [(x['pred'], x['correct'], x['meta']['question_id']) for x in lines] == [('2', True, 100),
+                                                                                      ('blue', False, 101)]
