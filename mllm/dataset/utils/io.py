@@ -1,7 +1,9 @@
 """File access for datasets: JSONL reading with file:line errors and one `read_image` entry point.
 
-Images normally live on a local disk. A path with a URL scheme (`s3://`, `http://`, ...) is
-read through `fsspec` when that optional package is installed; nothing here needs it to import.
+Images normally live on a local disk. A path with a URL scheme is read through an optional
+storage backend, imported only when such a path is read (nothing here needs one to import):
+- `s3://` with `petrel_client` installed (the Ceph/petrel client of many GPU clusters): its Client;
+- any scheme with `fsspec` installed (`s3://` via s3fs, `gs://`, `http://`, `memory://`, ...).
 """
 from __future__ import annotations
 
@@ -41,16 +43,39 @@ def _has_scheme(path: str) -> bool:
     return bool(sep) and scheme.isalnum()
 
 
-def read_image(path: str, mode: str = 'RGB') -> Image.Image:
-    """Open an image from a local path or, with fsspec installed, from a URL; convert to `mode`."""
-    if _has_scheme(path):
+_PETREL_CLIENT = None
+
+
+def _read_remote(path: str) -> bytes:
+    global _PETREL_CLIENT
+    if path.startswith('s3://'):
         try:
-            import fsspec  # optional storage backend
-        except ImportError as e:
-            raise DataFileError(f"reading {path} needs the optional package fsspec (pip install fsspec)") from e
+            from petrel_client.client import Client  # optional Ceph backend
+        except ImportError:
+            pass
+        else:
+            if _PETREL_CLIENT is None:  # one client per process: it holds connections
+                _PETREL_CLIENT = Client()
+            data = _PETREL_CLIENT.get(path)
+            if data is None:
+                raise DataFileError(f"image not found: {path} (petrel_client returned nothing)")
+            return bytes(data)
+    try:
+        import fsspec  # optional storage backend
+    except ImportError as e:
+        raise DataFileError(f"reading {path} needs an optional storage backend: pip install fsspec "
+                            "(or petrel_client for s3:// on Ceph)") from e
+    try:
         with fsspec.open(path, 'rb') as f:
-            data = f.read()
-        image = Image.open(io.BytesIO(data))
+            return f.read()
+    except FileNotFoundError:
+        raise DataFileError(f"image not found: {path}") from None
+
+
+def read_image(path: str, mode: str = 'RGB') -> Image.Image:
+    """Open an image from a local path or, through an optional backend, from a URL; convert to `mode`."""
+    if _has_scheme(path):
+        image = Image.open(io.BytesIO(_read_remote(path)))
     else:
         if not os.path.isfile(path):
             raise DataFileError(f"image not found: {path}")
