@@ -1,0 +1,153 @@
+"""Flickr30K Entities: grounded captioning and its reverse (caption from given grounded phrases).
+
+Reads Shikra's CWB_flickr30k_*.jsonl (written by tools/prepare_data/flickr30k_entities.py): one record
+per caption with `image_id` (image `<image_id>.jpg` in `image_folder`, or an explicit `img_path`),
+`sentence` with grounded phrases wrapped in `<ph_st>...<ph_ed>`, `boxes` (pixel xyxy of the original
+image) and `boxes_seq` (the box indices of each marked phrase, in order). Records are checked at load:
+a bad marker, box or boxes_seq index raises an error naming `file:line`.
+
+- `Flickr30kDataset`: the question asks for a grounded caption; the answer is the caption with a
+  `<boxes>` placeholder after every grounded phrase ("A man <boxes> in an orange hat <boxes> .").
+- `Flickr30kReverseDataset`: the question lists the grounded phrases with their boxes
+  ("A man <boxes>, an orange hat <boxes>"); the answer is the plain caption. Captions without any
+  grounded phrase are left out (nothing to give in the question).
+"""
+from __future__ import annotations
+
+from ..root import BOXES_PLACEHOLDER, DATASETS, IMAGE_PLACEHOLDER
+from ..utils.io import DataFileError
+from .base import AnnotationDataset
+
+PHRASE_START = '<ph_st>'
+PHRASE_END = '<ph_ed>'
+# Placeholder of the reverse templates: replaced by "phrase <boxes>, phrase <boxes>, ...".
+PHRASES_PLACEHOLDER = '<phrases>'
+
+
+def split_marked_sentence(sentence: str, where: str) -> tuple[str, list[tuple[int, int]]]:
+    """Remove the markers; return the plain text and each phrase's (start, end) character span in it."""
+    plain, spans, pos, start = [], [], 0, None
+    length = 0
+    while pos < len(sentence):
+        if sentence.startswith(PHRASE_START, pos):
+            if start is not None:
+                raise DataFileError(f"{where}: nested {PHRASE_START} in sentence {sentence!r}")
+            start, pos = length, pos + len(PHRASE_START)
+        elif sentence.startswith(PHRASE_END, pos):
+            if start is None:
+                raise DataFileError(f"{where}: {PHRASE_END} without {PHRASE_START} in sentence {sentence!r}")
+            spans.append((start, length))
+            start, pos = None, pos + len(PHRASE_END)
+        else:
+            plain.append(sentence[pos])
+            length += 1
+            pos += 1
+    if start is not None:
+        raise DataFileError(f"{where}: {PHRASE_START} is never closed in sentence {sentence!r}")
+    return ''.join(plain), spans
+
+
+def check_record(record: dict, where: str) -> None:
+    """Raise DataFileError naming `where` unless boxes, markers and boxes_seq agree."""
+    boxes = record['boxes']
+    if not isinstance(boxes, list):
+        raise DataFileError(f"{where}: 'boxes' must be a list of [x0, y0, x1, y1]")
+    for k, box in enumerate(boxes):
+        if (not isinstance(box, list) or len(box) != 4
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
+            raise DataFileError(f"{where}: boxes[{k}] = {box!r} is not [x0, y0, x1, y1]")
+        if box[2] < box[0] or box[3] < box[1]:
+            raise DataFileError(f"{where}: boxes[{k}] = {box} has x1<x0 or y1<y0 (expected pixel xyxy)")
+    _, spans = split_marked_sentence(record['sentence'], where)
+    seq = record['boxes_seq']
+    if not isinstance(seq, list) or len(seq) != len(spans):
+        count = len(seq) if isinstance(seq, list) else type(seq).__name__
+        raise DataFileError(f"{where}: the sentence marks {len(spans)} phrase(s) but boxes_seq has {count} group(s)")
+    for k, group in enumerate(seq):
+        if not isinstance(group, list) or not group:
+            raise DataFileError(f"{where}: boxes_seq[{k}] = {group!r} must be a non-empty list of box indices")
+        for i in group:
+            if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(boxes):
+                raise DataFileError(f"{where}: boxes_seq[{k}] refers to box {i!r} but the record has "
+                                    f"{len(boxes)} box(es)")
+
+
+class _FlickrBase(AnnotationDataset):
+    required_fields = ('image_id', 'sentence', 'boxes', 'boxes_seq')
+
+    def __init__(self, filename: str, image_folder: str | None = None, template_file: str | None = None,
+                 seed: int = 0):
+        super().__init__(filename, image_folder, template_file, seed)
+        for record in self.records:
+            check_record(record, record.get('__source__', filename))
+
+    def _image(self, record: dict):
+        # Shikra's records name the image by id only; an explicit img_path (other layouts) wins.
+        return self.get_image({**record, 'img_path': record.get('img_path') or f"{record['image_id']}.jpg"})
+
+    @staticmethod
+    def _target(record: dict) -> dict:
+        return {'boxes': [[float(v) for v in box] for box in record['boxes']], 'points': []}
+
+    def meta(self, index: int) -> dict:
+        record = self.records[index]
+        caption, _ = split_marked_sentence(record['sentence'], record.get('__source__', self.filename))
+        meta = {'image_id': str(record['image_id']), 'caption': caption}
+        if 'captions' in record:  # --per-image files carry every reference caption of the image
+            meta['references'] = list(record['captions'])
+        return meta
+
+
+@DATASETS.register_module()
+class Flickr30kDataset(_FlickrBase):
+    """Grounded captioning: '<image> Describe ... with boxes' -> 'A man <boxes> in an orange hat <boxes> .'"""
+
+    template_placeholders = (IMAGE_PLACEHOLDER,)
+
+    def __init__(self, filename: str, image_folder: str | None = None, template_file: str = 'flickr30k.json',
+                 seed: int = 0):
+        super().__init__(filename, image_folder, template_file, seed)
+
+    def build_item(self, index: int, record: dict) -> dict:
+        answer = record['sentence'].replace(PHRASE_START, '').replace(PHRASE_END, f' {BOXES_PLACEHOLDER}')
+        return {
+            'image': self._image(record),
+            'target': self._target(record),
+            'conversations': [
+                {'from': 'human', 'value': self.question(index), 'boxes_seq': None, 'points_seq': None},
+                {'from': 'gpt', 'value': answer, 'boxes_seq': [list(g) for g in record['boxes_seq']],
+                 'points_seq': None},
+            ],
+        }
+
+
+@DATASETS.register_module()
+class Flickr30kReverseDataset(_FlickrBase):
+    """Caption from grounded phrases: '<image> ... A man <boxes>, an orange hat <boxes> ...' -> plain caption."""
+
+    template_placeholders = (IMAGE_PLACEHOLDER, PHRASES_PLACEHOLDER)
+
+    def __init__(self, filename: str, image_folder: str | None = None,
+                 template_file: str = 'flickr30k_reverse.json', seed: int = 0):
+        super().__init__(filename, image_folder, template_file, seed)
+        self.records = [r for r in self.records if r['boxes_seq']]
+
+    def build_item(self, index: int, record: dict) -> dict:
+        caption, spans = split_marked_sentence(record['sentence'], record['__source__'])
+        listed, boxes_seq, seen = [], [], set()
+        for (start, end), group in zip(spans, record['boxes_seq'], strict=True):
+            key = (caption[start:end], tuple(group))  # a repeated mention of the same thing is listed once
+            if key in seen:
+                continue
+            seen.add(key)
+            listed.append(f'{caption[start:end]} {BOXES_PLACEHOLDER}')
+            boxes_seq.append(list(group))
+        question = self.question(index, {PHRASES_PLACEHOLDER: ', '.join(listed)})
+        return {
+            'image': self._image(record),
+            'target': self._target(record),
+            'conversations': [
+                {'from': 'human', 'value': question, 'boxes_seq': boxes_seq, 'points_seq': None},
+                {'from': 'gpt', 'value': caption, 'boxes_seq': None, 'points_seq': None},
+            ],
+        }
