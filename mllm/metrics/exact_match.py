@@ -1,4 +1,4 @@
-"""Exact-match accuracy after answer extraction: GQA, CLEVR, ScienceQA (and the base of POPE).
+"""Exact-match accuracy after answer extraction: GQA, CLEVR and point QA build on it.
 
 Each prediction and reference goes through `extract_answer` then `normalize_short_answer`. A
 prediction with no extractable answer is a parse failure and counts as wrong; the count is reported.

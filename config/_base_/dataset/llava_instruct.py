@@ -1,0 +1,9 @@
+# LLaVA visual instruction data (haotian-liu/LLaVA), the official single-JSON-array files put in {annotations}.
+# llava_instruct_150k.json names COCO train2017 files. llava_v1_5_mix665k.json names 'coco/train2017/...',
+# 'gqa/images/...', 'ocr_vqa/images/...', 'textvqa/train_images/...', 'vg/VG_100K(_2)/...': its image_folder
+# is LLaVA's playground/data layout, the root {llava}. Text-only samples are skipped (text_only='skip')
+# unless text_only='blank'. These are training sets; there is no test entry (no reference answers to score).
+LLAVA_INSTRUCT_150K_TRAIN = dict(type='LLaVAInstructDataset', filename='{annotations}/llava_instruct_150k.json',
+                                 image_folder='{coco}/train2017', text_only='skip')
+LLAVA_MIX665K_TRAIN = dict(type='LLaVAInstructDataset', filename='{annotations}/llava_v1_5_mix665k.json',
+                           image_folder='{llava}', text_only='skip')

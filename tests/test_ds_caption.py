@@ -1,0 +1,142 @@
+"""COCOCaptionDataset on fixtures in the official captions_*2014.json layout and Karpathy's dataset_coco.json."""
+import json
+import logging
+
+import pytest
+from PIL import Image
+
+from mllm.dataset.root import DATASETS
+from mllm.dataset.single_image_dataset.caption import COCOCaptionDataset
+from mllm.dataset.utils.io import DataFileError
+from mllm.dataset.validation import validate_item
+
+# (id, file name, (width, height)); image 99 has no caption.
+IMAGES = [(42, 'COCO_val2014_000000000042.jpg', (64, 48)), (73, 'COCO_val2014_000000000073.jpg', (40, 60)),
+          (99, 'COCO_val2014_000000000099.jpg', (32, 32))]
+ANNOTATIONS = [
+    {'image_id': 42, 'id': 101, 'caption': 'A dog sitting next to a  bicycle.\n'},
+    {'image_id': 73, 'id': 205, 'caption': 'Un café sur une table en bois. '},
+    {'image_id': 42, 'id': 330, 'caption': 'A brown dog near a bike'},
+]
+
+
+def _official(images=IMAGES, annotations=ANNOTATIONS):
+    return {
+        'info': {'description': 'This is stable 1.0 version of the 2014 MS COCO dataset.', 'version': '1.0',
+                 'year': 2014},
+        'images': [{'license': 3, 'file_name': name, 'coco_url': f'http://images.cocodataset.org/val2014/{name}',
+                    'height': size[1], 'width': size[0], 'date_captured': '2013-11-14 11:18:45',
+                    'flickr_url': 'http://farm.staticflickr.com/x.jpg', 'id': image_id}
+                   for image_id, name, size in images],
+        'licenses': [{'url': 'http://creativecommons.org/licenses/by-nc-sa/2.0/', 'id': 3, 'name': 'BY-NC-SA'}],
+        'type': 'captions',
+        'annotations': annotations,
+    }
+
+
+@pytest.fixture
+def coco(tmp_path):
+    folder = tmp_path / 'val2014'
+    folder.mkdir()
+    for k, (_, name, size) in enumerate(IMAGES):
+        Image.new('RGB', size, (10, 60 * k, 200)).save(folder / name, quality=95)
+    ann = tmp_path / 'captions_val2014.json'
+    ann.write_text(json.dumps(_official(), ensure_ascii=False), encoding='utf-8')
+    return {'file': str(ann), 'images': str(folder), 'root': tmp_path}
+
+
+def test_train_mode_one_item_per_caption(coco):
+    ds = DATASETS.build(dict(type='COCOCaptionDataset', filename=coco['file'], image_folder=coco['images']))
+    assert len(ds) == 3
+    expected = [(42, 'A dog sitting next to a bicycle.', 101), (73, 'Un café sur une table en bois.', 205),
+                (42, 'A brown dog near a bike', 330)]
+    sizes = {image_id: size for image_id, _, size in IMAGES}
+    for k, (image_id, caption, ann_id) in enumerate(expected):
+        item = ds[k]
+        validate_item(item, 'caption', k, image_size=item['image'].size)
+        assert item['image'].size == sizes[image_id]
+        assert item['source'] == f"{coco['file']}:annotation_id={ann_id}"
+        human, gpt = item['conversations']
+        assert human['value'] == ds.question(k) and human['value'].startswith('<image>')
+        assert gpt == {'from': 'gpt', 'value': caption, 'boxes_seq': None, 'points_seq': None}
+        assert ds.meta(k) == {'image_id': image_id, 'captions': [caption]}
+
+
+def test_eval_mode_one_item_per_image_with_all_captions(coco, caplog):
+    with caplog.at_level(logging.INFO):
+        ds = COCOCaptionDataset(coco['file'], coco['images'], mode='eval')
+    assert len(ds) == 2 and ds.images_without_captions == 1
+    assert '1 image(s) without captions' in caplog.text
+    assert ds.meta(0) == {'image_id': 42, 'captions': ['A dog sitting next to a bicycle.', 'A brown dog near a bike']}
+    assert ds.meta(1) == {'image_id': 73, 'captions': ['Un café sur une table en bois.']}
+    item = ds[0]
+    validate_item(item, 'caption', 0, image_size=item['image'].size)
+    assert item['source'] == f"{coco['file']}:image_id=42" and item['image'].size == (64, 48)
+    assert item['conversations'][1]['value'] == 'A dog sitting next to a bicycle.'
+
+
+def test_bad_official_files(coco):
+    root = coco['root']
+    path = root / 'bad.json'
+    path.write_text(json.dumps(_official(annotations=[*ANNOTATIONS, {'image_id': 5, 'id': 400, 'caption': 'x'}])))
+    with pytest.raises(DataFileError, match=r'bad\.json: annotation id=400 refers to unknown image_id 5'):
+        COCOCaptionDataset(str(path), coco['images'])
+    path.write_text(json.dumps(_official(annotations=[{'image_id': 42, 'id': 1}])))
+    with pytest.raises(DataFileError, match=r"bad\.json: annotations\[0\] lacks field\(s\) \['caption'\]"):
+        COCOCaptionDataset(str(path), coco['images'])
+    path.write_text('[1, 2]')
+    with pytest.raises(DataFileError, match='expected a COCO captions file'):
+        COCOCaptionDataset(str(path), coco['images'])
+    with pytest.raises(ValueError, match="split='test' applies to Karpathy"):
+        COCOCaptionDataset(coco['file'], coco['images'], split='test')
+    with pytest.raises(ValueError, match="mode must be 'train' or 'eval'"):
+        COCOCaptionDataset(coco['file'], coco['images'], mode='test')
+    (root / 'val2014' / IMAGES[1][1]).unlink()
+    ds = COCOCaptionDataset(coco['file'], coco['images'])
+    with pytest.raises(DataFileError, match=r'annotation_id=205: image not found'):
+        ds[1]
+
+
+def _karpathy_image(k, filepath, name, split, cocoid, raws):
+    return {'filepath': filepath, 'sentids': list(range(10 * k, 10 * k + len(raws))), 'filename': name,
+            'imgid': k, 'split': split,
+            'sentences': [{'tokens': raw.lower().strip('.').split(), 'raw': raw, 'imgid': k, 'sentid': 10 * k + j}
+                          for j, raw in enumerate(raws)],
+            'cocoid': cocoid}
+
+
+@pytest.fixture
+def karpathy(coco):
+    root = coco['root']
+    train = root / 'train2014'
+    train.mkdir()
+    Image.new('RGB', (50, 30), (1, 2, 3)).save(train / 'COCO_train2014_000000000009.jpg')
+    data = {'images': [
+        _karpathy_image(0, 'val2014', IMAGES[0][1], 'test', 42, ['A dog by a bike.', 'A brown dog.']),
+        _karpathy_image(1, 'train2014', 'COCO_train2014_000000000009.jpg', 'train', 9, ['Bowls of fruit.']),
+        _karpathy_image(2, 'val2014', IMAGES[1][1], 'restval', 73, ['Un café au lait.', 'A cup on wood.']),
+        _karpathy_image(3, 'val2014', IMAGES[2][1], 'val', 99, ['A blue square.']),
+    ], 'dataset': 'coco'}
+    path = root / 'dataset_coco.json'
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding='utf-8')
+    return {'file': str(path), 'root': str(root)}
+
+
+def test_karpathy_split(karpathy):
+    train = COCOCaptionDataset(karpathy['file'], karpathy['root'], split='train+restval')
+    assert len(train) == 3
+    assert [train.meta(k) for k in range(3)] == [{'image_id': 9, 'captions': ['Bowls of fruit.']},
+                                                 {'image_id': 73, 'captions': ['Un café au lait.']},
+                                                 {'image_id': 73, 'captions': ['A cup on wood.']}]
+    assert [train[k]['source'] for k in range(3)] == [f"{karpathy['file']}:#1.sentences[0]",
+                                                     f"{karpathy['file']}:#2.sentences[0]",
+                                                     f"{karpathy['file']}:#2.sentences[1]"]
+    assert train[0]['image'].size == (50, 30) and train[1]['image'].size == (40, 60)
+    test = COCOCaptionDataset(karpathy['file'], karpathy['root'], split='test', mode='eval')
+    assert len(test) == 1 and test.meta(0) == {'image_id': 42, 'captions': ['A dog by a bike.', 'A brown dog.']}
+    item = test[0]
+    validate_item(item, 'karpathy', 0, image_size=item['image'].size)
+    assert item['image'].size == (64, 48) and item['source'] == f"{karpathy['file']}:#0"
+    for split in (None, 'testing', 'train+dev'):
+        with pytest.raises(ValueError, match='Karpathy split file; split must be one of'):
+            COCOCaptionDataset(karpathy['file'], karpathy['root'], split=split)

@@ -1,0 +1,123 @@
+"""LLaVAInstructDataset on a fixture in the official llava_instruct_150k / mix665k layout (one JSON array)."""
+import json
+import logging
+
+import pytest
+from PIL import Image
+
+from mllm.dataset.process_function.conv_template import get_conv_template
+from mllm.dataset.root import DATASETS
+from mllm.dataset.single_image_dataset.instruct import LLaVAInstructDataset
+from mllm.dataset.utils.io import DataFileError
+from mllm.dataset.utils.transform import CLIP_MEAN_COLOR
+from mllm.dataset.validation import validate_item
+
+SAMPLES = [
+    {'id': '000000033471', 'image': '000000033471.jpg', 'conversations': [
+        {'from': 'human', 'value': 'What are the colors of the bus in the image?\n<image>'},
+        {'from': 'gpt', 'value': 'The bus in the image is white and red.'},
+        {'from': 'human', 'value': 'What feature can be seen on the back of the bus?'},
+        {'from': 'gpt', 'value': 'The back of the bus features an advertisement — « Café & Crème ».'},
+    ]},
+    {'id': 'i6IyJda_0', 'model': '', 'conversations': [  # text-only ShareGPT sample: no 'image' key
+        {'from': 'human', 'value': 'How to get result of python multiprocessing.Process'},
+        {'from': 'gpt', 'value': 'Use a multiprocessing.Queue or a Pool.'},
+    ]},
+    {'id': '9', 'image': 'coco/train2017/000000000009.jpg', 'conversations': [
+        {'from': 'human', 'value': '<image>\nWhat is in the bowls?'},
+        {'from': 'gpt', 'value': 'Fruit and broccoli.'},
+    ]},
+]
+
+
+def _write(path, samples):
+    path.write_text(json.dumps(samples, ensure_ascii=False, indent=1), encoding='utf-8')
+    return str(path)
+
+
+@pytest.fixture
+def llava(tmp_path):
+    root = tmp_path / 'data'
+    (root / 'coco' / 'train2017').mkdir(parents=True)
+    Image.new('RGB', (100, 60), (5, 6, 7)).save(root / '000000033471.jpg', quality=95)
+    Image.new('RGB', (30, 45), (9, 9, 9)).save(root / 'coco' / 'train2017' / '000000000009.jpg', quality=95)
+    return {'file': _write(tmp_path / 'llava_v1_5_mix665k.json', SAMPLES), 'images': str(root),
+            'root': tmp_path}
+
+
+def test_image_samples_keep_every_turn(llava, caplog):
+    with caplog.at_level(logging.INFO):
+        ds = DATASETS.build(dict(type='LLaVAInstructDataset', filename=llava['file'], image_folder=llava['images']))
+    assert len(ds) == 2 and ds.num_text_only == 1
+    assert '1 text-only sample(s) skipped' in caplog.text
+    assert [ds[k]['source'] for k in range(2)] == [f"{llava['file']}:#0", f"{llava['file']}:#2"]
+    first = ds[0]
+    validate_item(first, 'llava', 0, image_size=first['image'].size)
+    assert first['image'].size == (100, 60)
+    assert [(t['from'], t['value']) for t in first['conversations']] == [
+        (t['from'], t['value']) for t in SAMPLES[0]['conversations']]
+    assert all(t['boxes_seq'] is None and t['points_seq'] is None for t in first['conversations'])
+    assert first['target'] == {'boxes': [], 'points': []}
+    # Both assistant turns are trained on: the template marks two answer spans.
+    text, spans, _ = get_conv_template('vicuna_v1.1').render(first['conversations'])
+    assert [text[s:e] for s, e in spans] == [
+        'The bus in the image is white and red.</s>',
+        'The back of the bus features an advertisement — « Café & Crème ».</s>']
+    assert ds[1]['image'].size == (30, 45)
+    assert ds.meta(0) == {'id': '000000033471', 'image': '000000033471.jpg', 'num_turns': 4}
+
+
+def test_text_only_with_blank_image(llava):
+    ds = LLaVAInstructDataset(llava['file'], llava['images'], text_only='blank')
+    assert len(ds) == 3 and ds.num_text_only == 1
+    item = ds[1]
+    validate_item(item, 'llava', 1, image_size=item['image'].size)
+    assert item['image'].size == (336, 336) and item['image'].getpixel((0, 0)) == CLIP_MEAN_COLOR
+    assert item['conversations'][0]['value'] == SAMPLES[1]['conversations'][0]['value']
+    assert ds.meta(1)['image'] is None
+    with pytest.raises(ValueError, match="text_only must be one of"):
+        LLaVAInstructDataset(llava['file'], llava['images'], text_only='drop')
+
+
+@pytest.mark.parametrize('sample, message', [
+    ({'id': 'x', 'image': 'a.jpg', 'conversations': [{'from': 'user', 'value': 'hi'}]}, r'turn 0 must be'),
+    ({'id': 'x', 'image': 'a.jpg', 'conversations': []}, r"'conversations' must be a non-empty list"),
+    ({'id': 'x', 'image': 'a.jpg'}, r"'conversations' must be a non-empty list"),
+    ({'id': 'x', 'image': 'a.jpg', 'conversations': [{'from': 'human', 'value': '<image> hi'}]},
+     r'a conversation must start with a human turn and end with a gpt turn'),
+    ({'id': 'x', 'image': 'a.jpg', 'conversations': [{'from': 'human', 'value': '<image> <image> hi'},
+                                                     {'from': 'gpt', 'value': 'ok'}]},
+     r'2 <image> placeholder\(s\) for one image'),
+])
+def test_malformed_sample_names_file_and_index(llava, sample, message):
+    path = _write(llava['root'] / 'bad.json', [SAMPLES[0], sample])
+    with pytest.raises(DataFileError, match=r'bad\.json:#1: ' + message):
+        LLaVAInstructDataset(path, llava['images'])
+
+
+def test_bad_files(llava):
+    path = llava['root'] / 'bad.json'
+    path.write_text(json.dumps({'id': 'x'}))
+    with pytest.raises(DataFileError, match='expected a JSON array'):
+        LLaVAInstructDataset(str(path), llava['images'])
+    path.write_text('[\n{"id": 1,\n')
+    with pytest.raises(DataFileError, match=r'bad\.json:3: not valid JSON'):
+        LLaVAInstructDataset(str(path), llava['images'])
+    missing = _write(llava['root'] / 'missing.json', [dict(SAMPLES[2], image='coco/train2017/nope.jpg')])
+    ds = LLaVAInstructDataset(missing, llava['images'])
+    with pytest.raises(DataFileError, match=r'missing\.json:#0: image not found: .*nope\.jpg'):
+        ds[0]
+
+
+def test_multi_turn_sample_through_the_conversation_pipeline(llava, preprocessor):
+    from mllm.dataset.root import IGNORE_INDEX
+    from mllm.dataset.single_image_conversation import SingleImageConvDataset
+
+    raw = LLaVAInstructDataset(llava['file'], llava['images'])
+    sample = SingleImageConvDataset(raw, preprocessor, transform=dict(type='Expand2square'))[0]
+    labels = sample['labels']
+    trained = preprocessor['text'].decode(labels[labels != IGNORE_INDEX])
+    assert 'The bus in the image is white and red.' in trained and 'Café & Crème' in trained
+    assert 'What feature' not in trained  # the second question is context, not a target
+    image_id = preprocessor['text'].convert_tokens_to_ids('<image>')
+    assert int((sample['input_ids'] == image_id).sum()) == preprocessor['num_image_tokens']
