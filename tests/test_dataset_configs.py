@@ -73,9 +73,13 @@ def test_shikra_mixture_is_built_from_base_pieces():
     base = {}
     for path in BASE_FILES:
         base.update(Config.fromfile(path).to_dict())
-    members = [c['cfg'] if c['type'] == 'SubsetDataset' else c for c in train['cfgs']]
+    def leaf(c):
+        return leaf(c['cfg']) if c['type'] in ('SubsetDataset', 'HoldoutSplit') else c
+
+    members = [leaf(c) for c in train['cfgs']]
     assert members[0] == base['FLICKR30K_TRAIN'] and members[1] == base['REC_REG_TRAIN']['rec_ref3_coco']
     assert members[7] == base['GQA_TRAIN']['q_bc'] and members[8] == base['VQAV2_TRAIN']
+    assert train['cfgs'][9]['cfg'] == base['LLAVA_INSTRUCT_150K_TRAIN']  # a subset of the held-out split's train part
     assert len(train['probabilities']) == len(train['cfgs']) and abs(sum(train['probabilities']) - 1) < 1e-9
     assert cfg.data_args.roots == base['data_args']['roots']
     assert {t['type'] for t in members} >= {'Flickr30kDataset', 'RECDataset', 'REGDataset', 'GCDataset',

@@ -114,10 +114,13 @@ def test_question_choice_is_seeded_per_index(data):
 
 
 def test_meta_holds_ids_and_box(data):
-    ds = REGDataset(data['jsonl'], data['folder'])
+    ds = RECDataset(data['jsonl'], data['folder'])
     assert ds.meta(0) == {'expression': 'left dog', 'bbox': [0.0, 10.0, 50.0, 60.0]}
     assert ds.meta(2) == {'dataset_name': 'refcocog', 'image_id': 7, 'ann_id': 70, 'ref_id': 3, 'sent_id': 11,
                           'expression': 'the café sign “ouvert”', 'bbox': [8.5, 4.25, 64.0, 48.0]}
+    reg = REGDataset(data['jsonl'], data['folder'])
+    assert reg.meta(2) == dict(ds.meta(2), captions=['the café sign “ouvert”'])
+    assert reg.meta(0)['captions'] == ['left dog']  # no ref_id: the expression alone
     metas = [ds.meta(k) for k in range(2)]
     scores, verdicts = RECComputeMetrics()(['[0.0,0.3,0.5,0.8]', 'nowhere'],
                                            ['[0.000,0.300,0.500,0.800]', '[0.375,0.000,0.750,0.250]'], metas=metas)
@@ -211,3 +214,12 @@ def test_config_entries_build_from_roots(data, tmp_path):
         item = ds[0]
         assert type(ds).__name__ == entry['type'] and item['image'].size == (30, 20)
         validate_item(item, key, 0, image_size=(30, 20))
+
+
+def test_reg_meta_gathers_every_expression_of_a_referent(tmp_path):
+    Image.new('RGB', (40, 30)).save(tmp_path / 'a.png')
+    records = [{'img_path': 'a.png', 'expression': e, 'bbox': [0, 0, 10, 10], 'ref_id': r, 'sent_id': k}
+               for k, (e, r) in enumerate([('man left', 5), ('the left man', 5), ('dog', 6)])]
+    write_jsonl(tmp_path / 'reg.jsonl', records)
+    ds = REGDataset(str(tmp_path / 'reg.jsonl'), str(tmp_path))
+    assert [ds.meta(k)['captions'] for k in range(3)] == [['man left', 'the left man']] * 2 + [['dog']]

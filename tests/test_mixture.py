@@ -3,7 +3,7 @@ from collections import Counter
 
 import pytest
 
-from mllm.dataset.utils.mixture import ConcatDataset, InterleaveDataset, SubsetDataset
+from mllm.dataset.utils.mixture import ConcatDataset, HoldoutSplit, InterleaveDataset, SubsetDataset
 
 
 def sources(*sizes):
@@ -171,3 +171,36 @@ def test_set_epoch_and_meta_reach_nested_members():
     inter = InterleaveDataset([WithMeta(sources(5)[0]), [('plain', i) for i in range(5)]], seed=0)
     metas = [inter.meta(i) for i in range(len(inter))]
     assert all(m == {'item': inter[i]} if inter[i][0] == 's0' else m == {} for i, m in enumerate(metas))
+
+
+class Regions(list):
+    """Items (image_id, k): several samples per image, like VG regions."""
+
+    def meta(self, index):
+        return {'image_id': self[index][0]}
+
+
+def test_holdout_split_partitions_by_key_and_is_stable():
+    regions = Regions((image, k) for image in range(400) for k in range(3))
+    train = HoldoutSplit(regions, portion=0.1, part='train', key='image_id', seed=0)
+    test = HoldoutSplit(regions, portion=0.1, part='test', key='image_id', seed=0)
+    assert sorted(train.indices + test.indices) == list(range(len(regions)))  # a partition, nothing lost
+    test_images = {item[0] for item in items(test)}
+    assert test_images.isdisjoint({item[0] for item in items(train)})  # an image is on one side only
+    assert len(test) == 3 * len(test_images) and 20 <= len(test_images) <= 60  # ~10 % of 400 images
+    assert [test.meta(i) for i in range(len(test))] == [{'image_id': item[0]} for item in items(test)]
+    # the side of an image depends on its id only: reordered / grown files keep their split
+    grown = Regions(list(reversed(regions)) + [(image, 0) for image in range(400, 500)])
+    regrown = HoldoutSplit(grown, portion=0.1, part='test', key='image_id', seed=0)
+    assert test_images <= {item[0] for item in items(regrown)}
+    other = HoldoutSplit(regions, portion=0.1, part='test', key='image_id', seed=1)
+    assert {item[0] for item in items(other)} != test_images
+
+
+@pytest.mark.parametrize('kwargs, message', [(dict(part='val'), 'part'), (dict(portion=0.0), 'portion'),
+                                             (dict(portion=1.0), 'portion'), (dict(key='ref_id'), "no 'ref_id'")])
+def test_holdout_split_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        HoldoutSplit(Regions([(0, 0)]), **kwargs)
+    with pytest.raises(ValueError, match='meta'):
+        HoldoutSplit([(0, 0)])

@@ -1,7 +1,8 @@
 """Build datasets and metrics named in `data_args` into model-ready datasets.
 
 `data_args.train / validation / test` each hold one dataset config (`type` = a DATASETS entry or
-a mixture: `ConcatDataset` / `InterleaveDataset` with `cfgs=[...]`, `SubsetDataset` with `cfg=...`).
+a mixture: `ConcatDataset` / `InterleaveDataset` with `cfgs=[...]`, `SubsetDataset` / `HoldoutSplit`
+with `cfg=...`).
 Leaf datasets are wrapped in `SingleImageConvDataset` with the model's conversation settings
 (`model_args.conv_args`).
 
@@ -24,9 +25,11 @@ from . import single_image_dataset  # noqa: F401  (registers the datasets)
 from .root import DATASETS, FUNCTIONS, METRICS
 from .single_image_conversation import SingleImageConvDataset
 from .single_image_dataset.base import MissingDataPathError
-from .utils.mixture import ConcatDataset, InterleaveDataset, SubsetDataset
+from .utils.mixture import ConcatDataset, HoldoutSplit, InterleaveDataset, SubsetDataset
 
-MIXTURES = {'ConcatDataset': ConcatDataset, 'InterleaveDataset': InterleaveDataset, 'SubsetDataset': SubsetDataset}
+MIXTURES = {'ConcatDataset': ConcatDataset, 'InterleaveDataset': InterleaveDataset, 'SubsetDataset': SubsetDataset,
+            'HoldoutSplit': HoldoutSplit}
+WRAPPERS = ('SubsetDataset', 'HoldoutSplit')  # one member under `cfg`
 _ROOT = re.compile(r'\{(\w+)\}')
 
 
@@ -89,9 +92,9 @@ def build_conv_dataset(cfg, preprocessor: dict, conv_args: dict, mode: str, wher
     cfg = _plain(cfg)
     roots = roots or {}
     kind = cfg.pop('type', None)
-    if kind == 'SubsetDataset':
+    if kind in WRAPPERS:
         child = build_conv_dataset(cfg.pop('cfg'), preprocessor, conv_args, mode, f"{where}.cfg", roots)
-        return SubsetDataset(child, **cfg)
+        return MIXTURES[kind](child, **cfg)
     if kind in MIXTURES:
         children = [build_conv_dataset(c, preprocessor, conv_args, mode, f"{where}.cfgs[{k}]", roots)
                     for k, c in enumerate(cfg.pop('cfgs'))]

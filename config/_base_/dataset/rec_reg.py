@@ -20,9 +20,13 @@ REC_REG_TRAIN = dict(
                         template_file='REC.json'),
     reg_ref3_coco=dict(type='REGDataset', filename=__REF3_TRAIN, image_folder=__COCO_IMAGES,
                        template_file='REG.json'),
-    gc_genome=dict(type='GCDataset', filename=__GENOME_TRAIN, image_folder=__VG_IMAGES,
-                   template_file='GC.json'),
+    # VG has no official region split: 1 % of the images (hashed image_id) are held out for GC_TEST.
+    gc_genome=dict(type='HoldoutSplit', part='train', portion=0.01, key='image_id', seed=0,
+                   cfg=dict(type='GCDataset', filename=__GENOME_TRAIN, image_folder=__VG_IMAGES,
+                            template_file='GC.json')),
 )
+GC_TEST = dict(type='HoldoutSplit', part='test', portion=0.01, key='image_id', seed=0,
+               cfg=dict(type='GCDataset', filename=__GENOME_TRAIN, image_folder=__VG_IMAGES, template_file='GC.json'))
 
 # Keys like 'rec_refcoco_unc_testA' / 'reg_refcocoplus_unc_val' ('+' spelled out so keys work in
 # --cfg-options); file names exactly as the converter writes them.
@@ -35,3 +39,6 @@ REC_REG_TEST = {
 }
 
 REC_METRIC = dict(type='RECComputeMetrics')
+# REG / GC answers are expressions: BLEU-4 and CIDEr against every expression of the referent
+# (needs the optional `caption` extra, pycocoevalcap).
+REG_METRIC = dict(type='CaptionComputeMetrics')

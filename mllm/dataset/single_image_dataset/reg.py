@@ -4,8 +4,13 @@ REG ("ref_reverse", RefCOCO/+/g): the box is in the question, the referring expr
 answer. GC (grounded captioning, Visual Genome regions): the box is in the question, the region
 description is the answer. Templates mark the box with `<objs>` (as Shikra's REG.json / GC.json
 do, so those files load too); it becomes `<boxes>` filled by `boxes_seq=[[0]]` of the human turn.
+
+`meta(i)['captions']` lists every expression of the sample's referent (records sharing `ref_id`,
+one per sentence in the RefCOCO files), so a caption metric scores against all of them.
 """
 from __future__ import annotations
+
+from collections import defaultdict
 
 from ..root import BOXES_PLACEHOLDER, DATASETS, IMAGE_PLACEHOLDER
 from .rec import BoxRecordDataset
@@ -27,6 +32,15 @@ class REGDataset(BoxRecordDataset):
             if template.count(OBJS_PLACEHOLDER) != 1 or BOXES_PLACEHOLDER in template:
                 raise ValueError(f"{self.templates.path}: template {k} {template!r} must contain "
                                  f"{OBJS_PLACEHOLDER} exactly once and no {BOXES_PLACEHOLDER}")
+        self.ref_expressions = defaultdict(list)
+        for record in self.records:
+            if 'ref_id' in record:
+                self.ref_expressions[record['ref_id']].append(record['expression'])
+
+    def meta(self, index: int) -> dict:
+        meta = super().meta(index)
+        meta['captions'] = list(self.ref_expressions.get(meta.get('ref_id'), [])) or [meta['expression']]
+        return meta
 
     def build_item(self, index: int, record: dict) -> dict:
         question = self.question(index, {OBJS_PLACEHOLDER: BOXES_PLACEHOLDER})

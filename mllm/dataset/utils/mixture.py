@@ -1,4 +1,5 @@
-"""Dataset mixtures: concatenation, seeded probability-weighted interleaving, and seeded subsets.
+"""Dataset mixtures: concatenation, seeded probability-weighted interleaving, seeded subsets, and a
+held-out split for sources that ship no official one.
 
 Each holds already-built datasets and maps a global index to (dataset, local index) with a table
 computed from the seed, so the mixture is the same on every rank and every run with one seed.
@@ -11,6 +12,7 @@ Lengths never change between epochs (the sampler and the LR schedule rely on the
 from __future__ import annotations
 
 import bisect
+import hashlib
 import random
 
 from torch.utils.data import Dataset
@@ -95,6 +97,46 @@ class SubsetDataset(Dataset):
 
     def meta(self, index):
         return forward_meta(self.dataset, self.indices[index])
+
+
+class HoldoutSplit(Dataset):
+    """The 'train' or 'test' part of a dataset without an official split (VG regions, LLaVA instructions).
+
+    A sample belongs to 'test' when the hash of (seed, meta(i)[key]) falls below `portion`, so the
+    split depends only on the key's value: stable when the file grows or is reordered, the same on
+    every machine, and with key='image_id' every sample of one image lands on the same side (no
+    image is seen in training and at test). Reads `meta`, never images.
+    """
+
+    def __init__(self, dataset, portion: float = 0.01, part: str = 'train', key: str = 'image_id', seed: int = 0):
+        if part not in ('train', 'test'):
+            raise ValueError(f"part must be 'train' or 'test', got {part!r}")
+        if not 0 < portion < 1:
+            raise ValueError(f"portion must be in (0, 1), got {portion}")
+        if not hasattr(dataset, 'meta'):
+            raise ValueError(f"HoldoutSplit needs a dataset with meta(); {type(dataset).__name__} has none")
+        self.dataset, self.datasets = dataset, [dataset]
+        self.indices = []
+        for i in range(len(dataset)):
+            meta = dataset.meta(i)
+            if key not in meta:
+                raise ValueError(f"HoldoutSplit: sample {i} has no '{key}' in its meta ({sorted(meta)})")
+            digest = hashlib.sha1(f'{seed}:{meta[key]}'.encode()).digest()
+            in_test = int.from_bytes(digest[:8], 'big') / 2 ** 64 < portion
+            if in_test == (part == 'test'):
+                self.indices.append(i)
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, index):
+        return self.dataset[self.indices[index]]
+
+    def meta(self, index):
+        return self.dataset.meta(self.indices[index])
+
+    def set_epoch(self, epoch: int) -> None:
+        forward_set_epoch(self.datasets, epoch)
 
 
 class InterleaveDataset(Dataset):
