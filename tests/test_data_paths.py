@@ -59,10 +59,10 @@ def test_one_root_override_moves_every_dataset(rec_data, tmp_path, monkeypatch, 
     from pathlib import Path
     repo = Path(__file__).resolve().parents[1]
     (tmp_path / 'exp.py').write_text(
-        f"_base_ = ['{repo}/config/_base_/dataset/data_args.py', '{repo}/config/_base_/dataset/DEFAULT_DATASETS.py']\n"
-        "data_args = dict(train={{_base_.DEFAULT_TRAIN_DATASET.rec}},\n"
-        "                 multitest=dict(val=dict(cfg={{_base_.DEFAULT_TEST_REC_VARIANT.refcoco_val}}),\n"
-        "                                testA=dict(cfg={{_base_.DEFAULT_TEST_REC_VARIANT.refcoco_testA}})))\n"
+        f"_base_ = ['{repo}/config/_base_/dataset/data_args.py', '{repo}/config/_base_/dataset/rec_reg.py']\n"
+        "data_args = dict(train={{_base_.REC_REG_TRAIN.rec_ref3_coco}},\n"
+        "                 multitest=dict(val=dict(cfg={{_base_.REC_REG_TEST.rec_refcoco_unc_val}}),\n"
+        "                                testA=dict(cfg={{_base_.REC_REG_TEST.rec_refcoco_unc_testA}})))\n"
         "model_args = dict(model_name_or_path='tiny')\n"
         "training_args = dict(use_cpu=True)\n")
     _, model_args, data_args, _ = prepare_args([
