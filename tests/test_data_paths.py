@@ -106,3 +106,20 @@ def test_trainer_passes_metas_to_the_metric_and_writes_them(tiny, tmp_path, monk
     lines = [json.loads(x) for x in open(tmp_path / 'probe_extra_prediction.jsonl')]
     assert [(x['pred'], x['correct'], x['meta']['question_id']) for x in lines] == [('2', True, 100),
                                                                                       ('blue', False, 101)]
+
+
+class ClashingMetric:
+    def __call__(self, predictions, references, metas=None):
+        return {'accuracy': 0.0}, [{'pred': None, 'correct': False} for _ in predictions]
+
+
+def test_a_verdict_may_not_hide_the_prediction_text(tiny, tmp_path, monkeypatch):
+    model, pre = tiny
+    args = Seq2SeqTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    trainer = MllmTrainer(model=model, args=args, processing_class=pre['text'])
+    ids = np.array([pre['text']('2', add_special_tokens=False)['input_ids']])
+    monkeypatch.setattr(trainer, 'predict', lambda dataset, metric_key_prefix: PredictionOutput(
+        predictions=ids, label_ids=ids, metrics={}))
+    with pytest.raises(ValueError, match=r"ClashingMetric's verdicts use the reserved key\(s\) \['pred'\]"):
+        trainer.predict_and_score([0], ClashingMetric(), prefix='probe')
+    assert not (tmp_path / 'probe_extra_prediction.jsonl').exists()

@@ -20,7 +20,7 @@ def test_point_inside_outside_and_on_the_border():
     scores, verdicts = score(['The answer is [0.250,0.250].', 'The answer is [0.750,0.100].',
                               'The answer is [0.500,0.500].', '[0.500,0.501]'])
     assert [v['correct'] for v in verdicts] == [True, False, True, False]
-    assert verdicts[0] == {'pred_kind': 'point', 'pred': [0.25, 0.25], 'num_parsed': 1,
+    assert verdicts[0] == {'pred_kind': 'point', 'pred_value': [0.25, 0.25], 'num_parsed': 1,
                            'target_box': [0.0, 0.0, 0.5, 0.5], 'parse_failed': False, 'iou': None, 'correct': True}
     assert scores == {'accuracy': 0.5, 'parse_failures': 0, 'total': 4, 'box_predictions': 0,
                       'point_predictions': 4, 'meta_mismatches': 0}

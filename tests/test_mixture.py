@@ -98,10 +98,11 @@ def test_bad_stopping_strategy():
 
 
 @pytest.mark.parametrize('seed', [0, 1, 2])
-def test_all_exhausted_with_an_empty_source(seed):
+def test_all_exhausted_with_an_empty_source(seed, caplog):
     srcs = sources(0, 4)
     ds = InterleaveDataset(srcs, seed=seed, stopping_strategy='all_exhausted')
     assert items(ds) == srcs[1]
+    assert 'member 0 (list) is empty' in caplog.text
 
 
 class WithMeta(list):
@@ -121,6 +122,8 @@ def test_subset_by_portion_is_seeded_sorted_and_sized():
     assert local == sorted(local) and len(set(local)) == 10  # source order kept, no repeats
     assert len(SubsetDataset(src, num_samples=7)) == 7
     assert items(SubsetDataset(src, portion=1.0)) == src
+    assert len(SubsetDataset(src[:4], portion=0.1)) == 1  # a portion of a tiny source keeps one item
+    assert len(SubsetDataset([], portion=0.5)) == 0
 
 
 @pytest.mark.parametrize('kwargs', [dict(), dict(portion=0.5, num_samples=3), dict(portion=0.0),

@@ -114,9 +114,11 @@ def test_v10_image_ids_and_broken_json(vg):
     path = vg / 'image_data.json'
     path.write_text('[{"image_id": 1,\n "url": }]')
     with pytest.raises(visual_genome.VGFormatError, match=f'{path}:2'):
-        visual_genome.load_json(str(path))
+        visual_genome.main(['--region-descriptions', str(vg / 'region_descriptions.json'), '--image-data', str(path),
+                            '--output', str(vg / 'out.jsonl')])
     with pytest.raises(FileNotFoundError, match='nothing.json'):
-        visual_genome.load_json(str(vg / 'nothing.json'))
+        visual_genome.main(['--region-descriptions', str(vg / 'nothing.json'), '--image-data', str(path),
+                            '--output', str(vg / 'out.jsonl')])
 
 
 def test_script_help():

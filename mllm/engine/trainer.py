@@ -73,6 +73,9 @@ class MllmTrainer(Seq2SeqTrainer):
             else:
                 scores, verdicts = compute_metric(predictions, references)
             metrics.update({f'{prefix}_{k}': v for k, v in scores.items()})
+            clash = {'id', 'pred', 'target', 'meta'} & {k for v in verdicts for k in v}
+            if clash:  # a verdict must not hide the generated text or the reference in the JSONL
+                raise ValueError(f"{type(compute_metric).__name__}'s verdicts use the reserved key(s) {sorted(clash)}")
         if self.is_world_process_zero():
             self._write_predictions(prefix, predictions, references, verdicts, metas)
             self.save_metrics(prefix, metrics, combined=False)

@@ -77,7 +77,7 @@ class PointingComputeMetrics:
             target, mismatch = self.target_box(ref, metas[i] if metas is not None else None, i)
             mismatches += mismatch
             kind, value, found = self.parse(pred)
-            verdict = {'pred_kind': kind, 'pred': value, 'num_parsed': found, 'target_box': target,
+            verdict = {'pred_kind': kind, 'pred_value': value, 'num_parsed': found, 'target_box': target,
                        'parse_failed': kind is None, 'iou': None, 'correct': False}
             if kind is None:
                 failures += 1

@@ -33,9 +33,13 @@ One JSONL line per question:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
+
+if __package__ in (None, ''):  # run as a script: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from tools.prepare_data.common import read_json, write_jsonl
 
 IMAGE_SIZE = (480, 320)
 # relationships[rel][i] lists the objects that are `rel` of object i (CLEVR's render_images.py).
@@ -44,14 +48,6 @@ _ATTRIBUTES = ('color', 'shape', 'material', 'size')
 
 class CLEVRFormatError(ValueError):
     """The official files hold something this converter cannot interpret."""
-
-
-def read_json(path: str):
-    with open(path, encoding='utf-8') as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise CLEVRFormatError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
 
 
 def _text(value) -> str:
@@ -169,13 +165,6 @@ def convert(questions: dict, scenes: dict, image_size=IMAGE_SIZE, stats: dict | 
     return records
 
 
-def write_jsonl(records: list[dict], path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, 'w', encoding='utf-8') as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + '\n')
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--questions', required=True, help='CLEVR_v1.0/questions/CLEVR_{train,val}_questions.json')
@@ -185,7 +174,8 @@ def main(argv=None) -> int:
                         help='image size the points are clamped to (default: 480 320)')
     args = parser.parse_args(argv)
     stats: dict = {}
-    records = convert(read_json(args.questions), read_json(args.scenes), tuple(args.image_size), stats)
+    questions, scenes = read_json(args.questions, CLEVRFormatError), read_json(args.scenes, CLEVRFormatError)
+    records = convert(questions, scenes, tuple(args.image_size), stats)
     write_jsonl(records, args.output)
     print(f"wrote {len(records)} questions to {args.output} (points clamped to the image: "
           f"{stats['clamped_points']})", file=sys.stderr)

@@ -37,11 +37,15 @@ Conventions (decided here; the official loader differs by one pixel):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
 import xml.etree.ElementTree as ET
+
+if __package__ in (None, ''):  # run as a script: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from tools.prepare_data.common import write_jsonl
 
 PHRASE_START = '<ph_st>'
 PHRASE_END = '<ph_ed>'
@@ -217,12 +221,6 @@ def read_split(path: str) -> list[str]:
         raise Flickr30kFormatError(f"split file not found: {path}")
     with open(path, encoding='utf-8') as f:
         return [line.strip() for line in f if line.strip()]
-
-
-def write_jsonl(records: list[dict], path: str) -> None:
-    with open(path, 'w', encoding='utf-8') as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + '\n')
 
 
 def main(argv: list[str] | None = None) -> dict[str, str]:

@@ -42,10 +42,14 @@ Conventions:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
+
+if __package__ in (None, ''):  # run as a script: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from tools.prepare_data.common import read_json, write_jsonl
 
 BOXES_PLACEHOLDER = '<boxes>'
 # Object ids at the end of a program argument: "wall (722332)", "cups (1,2)", "train,near,s (-)".
@@ -55,14 +59,6 @@ _TRAILING_PUNCT = '?.,!;:'
 
 class GQAFormatError(ValueError):
     """The official files hold something this converter cannot interpret."""
-
-
-def read_json(path: str):
-    with open(path, encoding='utf-8') as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise GQAFormatError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
 
 
 def object_box(obj: dict, width: int, height: int) -> tuple[list[float], bool]:
@@ -187,13 +183,6 @@ def convert(questions: dict, scene_graphs: dict | None = None, stats: dict | Non
     return records
 
 
-def write_jsonl(records: list[dict], path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, 'w', encoding='utf-8') as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + '\n')
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--questions', nargs='+', required=True,
@@ -204,8 +193,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     questions = {}
     for path in args.questions:
-        questions.update(read_json(path))
-    scene_graphs = read_json(args.scene_graphs) if args.scene_graphs else None
+        questions.update(read_json(path, GQAFormatError))
+    scene_graphs = read_json(args.scene_graphs, GQAFormatError) if args.scene_graphs else None
     stats: dict = {}
     records = convert(questions, scene_graphs, stats)
     write_jsonl(records, args.output)

@@ -25,12 +25,16 @@ both. Command:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pickle
 import sys
 
 from pycocotools.coco import COCO
+
+if __package__ in (None, ''):  # run as a script: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from tools.prepare_data.common import write_jsonl
 
 # The splits Shikra evaluates on and trains with (dataset, split_by).
 DEFAULT_DATASETS = (('refcoco', 'unc'), ('refcoco+', 'unc'), ('refcocog', 'umd'))
@@ -145,12 +149,6 @@ def ref3_train(converted: dict[tuple[str, str], dict[str, list[dict]]],
     train = [r for d, s in REF3 for r in converted[(d, s)].get('train', [])]
     kept = [r for r in train if r['image_id'] not in eval_images]
     return kept, len(train) - len(kept)
-
-
-def write_jsonl(records: list[dict], path: str) -> None:
-    with open(path, 'w', encoding='utf-8') as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + '\n')
 
 
 def parse_dataset(text: str) -> tuple[str, str]:

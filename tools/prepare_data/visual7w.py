@@ -36,10 +36,14 @@ Conventions (decided here):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sys
+
+if __package__ in (None, ''):  # run as a script: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from tools.prepare_data.common import read_json, write_jsonl
 
 SPLITS = ('train', 'val', 'test')
 OUTPUT_NAME = 'v7w_pointing_{split}.jsonl'
@@ -47,14 +51,6 @@ OUTPUT_NAME = 'v7w_pointing_{split}.jsonl'
 
 class V7WFormatError(ValueError):
     """The official files do not follow the Visual7W pointing format; the message names the entry."""
-
-
-def load_json(path: str):
-    with open(path, encoding='utf-8') as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise V7WFormatError(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
 
 
 def box_table(boxes: list[dict]) -> dict[int, dict]:
@@ -137,12 +133,6 @@ def header_size_reader(image_folder: str):
     return size
 
 
-def write_jsonl(records: list[dict], path: str) -> None:
-    with open(path, 'w', encoding='utf-8') as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + '\n')
-
-
 def main(argv: list[str] | None = None) -> dict[str, str]:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--pointing', required=True, help='dataset_v7w_pointing.json of the official release')
@@ -154,12 +144,13 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
     args = parser.parse_args(argv)
     extra = None
     if args.boxes:
-        extra = load_json(args.boxes)
+        extra = read_json(args.boxes, V7WFormatError)
         extra = extra.get('boxes') if isinstance(extra, dict) else extra
         if not isinstance(extra, list):
             raise V7WFormatError(f"{args.boxes}: expected a list of boxes or an object with a 'boxes' list")
     sizes = header_size_reader(args.image_folder) if args.image_folder else None
-    records = convert(load_json(args.pointing), extra, splits=args.splits, image_size=sizes, seed=args.seed)
+    pointing = read_json(args.pointing, V7WFormatError)
+    records = convert(pointing, extra, splits=args.splits, image_size=sizes, seed=args.seed)
     os.makedirs(args.out_dir, exist_ok=True)
     written = {}
     for split in args.splits:

@@ -18,9 +18,14 @@ narrower or shorter than --min-size pixels, or whose phrase is empty, are skippe
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
 from urllib.parse import urlparse
+
+if __package__ in (None, ''):  # run as a script: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from tools.prepare_data.common import read_json, write_jsonl
 
 OUTPUT_FILE = 'GC_genome_train.jsonl'
 REGION_FIELDS = ('phrase', 'x', 'y', 'width', 'height')
@@ -28,16 +33,6 @@ REGION_FIELDS = ('phrase', 'x', 'y', 'width', 'height')
 
 class VGFormatError(ValueError):
     """An official VG file does not hold what the release format promises; names file and entry."""
-
-
-def load_json(path: str):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"file not found: {path}")
-    with open(path, encoding='utf-8') as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise VGFormatError(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
 
 
 def image_path_from_url(url: str) -> str:
@@ -101,12 +96,6 @@ def convert(region_descriptions: list[dict], image_data: list[dict], min_size: f
     return records, counts
 
 
-def write_jsonl(records: list[dict], path: str) -> None:
-    with open(path, 'w', encoding='utf-8') as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + '\n')
-
-
 def main(argv=None) -> dict[str, int]:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -117,8 +106,8 @@ def main(argv=None) -> dict[str, int]:
                         help='skip regions whose clipped box is narrower or shorter than this (pixels)')
     args = parser.parse_args(argv)
 
-    records, counts = convert(load_json(args.region_descriptions), load_json(args.image_data), args.min_size,
-                              args.region_descriptions, args.image_data)
+    regions, images = read_json(args.region_descriptions, VGFormatError), read_json(args.image_data, VGFormatError)
+    records, counts = convert(regions, images, args.min_size, args.region_descriptions, args.image_data)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     write_jsonl(records, args.output)
     print(f"{args.output}: " + ', '.join(f'{k} {v}' for k, v in counts.items()))

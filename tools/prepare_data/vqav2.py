@@ -20,9 +20,13 @@ Writes <out-dir>/vqav2_<subtype>.jsonl, e.g. vqav2_val2014.jsonl, with lines
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
+
+if __package__ in (None, ''):  # run as a script: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from tools.prepare_data.common import read_json, write_jsonl
 
 # split name -> (subtype in the official file names, COCO image subtype holding its images)
 SPLITS = {
@@ -114,32 +118,15 @@ def convert(questions: dict, annotations: dict | None, split: str, questions_nam
     return records
 
 
-def _load(path: str):
-    if not os.path.isfile(path):
-        raise ConversionError(f"official file not found: {path}")
-    with open(path, encoding='utf-8') as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise ConversionError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
-
-
 def convert_split(vqa_root: str, split: str) -> list[dict]:
     """Read the official files of `split` from `vqa_root` and convert them."""
     q_path = os.path.join(vqa_root, questions_filename(split))
-    questions = _load(q_path)
+    questions = read_json(q_path, ConversionError)
     a_path, annotations = None, None
     if split in ANNOTATED:
         a_path = os.path.join(vqa_root, annotations_filename(split))
-        annotations = _load(a_path)
+        annotations = read_json(a_path, ConversionError)
     return convert(questions, annotations, split, questions_name=q_path, annotations_name=a_path or 'annotations')
-
-
-def write_jsonl(records: list[dict], path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, 'w', encoding='utf-8') as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + '\n')
 
 
 def main(argv=None) -> int:
@@ -153,7 +140,7 @@ def main(argv=None) -> int:
     for split in args.splits:
         try:
             records = convert_split(args.vqa_root, split)
-        except ConversionError as e:
+        except (ConversionError, FileNotFoundError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
         out = os.path.join(args.out_dir, output_filename(split))

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import logging
 import random
 
 from torch.utils.data import Dataset
+
+logger = logging.getLogger(__name__)
 
 
 def forward_set_epoch(datasets, epoch: int) -> None:
@@ -76,7 +79,8 @@ class SubsetDataset(Dataset):
         if portion is not None:
             if not 0 < portion <= 1:
                 raise ValueError(f"portion must be in (0, 1], got {portion}")
-            num_samples = round(len(dataset) * portion)
+            # at least one item: a tiny source must not vanish from a mixture without a word
+            num_samples = min(len(dataset), max(1, round(len(dataset) * portion)))
         if not 0 <= num_samples <= len(dataset):
             raise ValueError(f"num_samples={num_samples} is not within the dataset's {len(dataset)} items")
         self.dataset, self.num_samples, self.seed = dataset, num_samples, seed
@@ -155,6 +159,10 @@ class InterleaveDataset(Dataset):
         probabilities = probabilities or [1.0 / n] * n
         if len(probabilities) != n or any(p < 0 for p in probabilities) or abs(sum(probabilities) - 1) > 1e-6:
             raise ValueError(f"probabilities {probabilities} must be {n} non-negative numbers summing to 1")
+        for k, d in enumerate(self.datasets):
+            if len(d) == 0 and probabilities[k] > 0:
+                logger.warning('InterleaveDataset: member %d (%s) is empty and is left out of the mixture',
+                               k, getattr(d, 'name', type(d).__name__))
         self.probabilities, self.seed, self.stopping_strategy = probabilities, seed, stopping_strategy
         self.reshuffle_each_epoch = reshuffle_each_epoch
         self.table = self._draw_table(seed)
