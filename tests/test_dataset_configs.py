@@ -84,3 +84,38 @@ def test_shikra_mixture_is_built_from_base_pieces():
     assert cfg.data_args.roots == base['data_args']['roots']
     assert {t['type'] for t in members} >= {'Flickr30kDataset', 'RECDataset', 'REGDataset', 'GCDataset',
                                             'PointQALocalDataset', 'GQADataset', 'VQAv2Dataset'}
+
+
+def template_uses():
+    """(where, dataset class, template file) for every config entry and every class default."""
+    uses = []
+    for where, entry in ENTRIES:
+        cls = DATASETS.module_dict.get(entry['type'])
+        if cls is None:
+            continue
+        default = inspect.signature(cls).parameters.get('template_file')
+        template = entry.get('template_file', default.default if default else None)
+        if template:
+            uses.append((where, cls, template))
+    for name, cls in DATASETS.module_dict.items():
+        default = inspect.signature(cls).parameters.get('template_file')
+        if default is not None and isinstance(default.default, str):
+            uses.append((f'{name} default', cls, default.default))
+    return uses
+
+
+TEMPLATE_USES = template_uses()
+
+
+@pytest.mark.parametrize('where, cls, template', TEMPLATE_USES, ids=[f'{w}:{t}' for w, _, t in TEMPLATE_USES])
+def test_every_template_a_dataset_uses_has_its_placeholders(where, cls, template):
+    from mllm.dataset.utils.question_templates import QuestionTemplates
+
+    templates = QuestionTemplates(template, required=cls.template_placeholders)
+    assert len(templates.templates) >= 5 or template == 'REC_shapes.json', f"{where}: {template} has few phrasings"
+
+
+def test_every_template_file_is_used():
+    folder = os.path.join(REPO, 'mllm', 'dataset', 'templates')
+    used = {os.path.basename(t) for _, _, t in TEMPLATE_USES}
+    assert set(os.listdir(folder)) - used == set()
