@@ -205,7 +205,12 @@ def test_config_entries_build_from_roots(data, tmp_path):
         folder.mkdir(parents=True)
         Image.new('RGB', (30, 20)).save(folder / 'x.png')
     record = {'img_path': 'x.png', 'expression': 'thing', 'bbox': [0, 0, 30, 20]}
-    entries = {**cfg.REC_REG_TRAIN, **cfg.REC_REG_TEST}
+    # GC on VG has no official split: train and test are the two parts of one HoldoutSplit of the same file
+    gc_train, gc_test = cfg.REC_REG_TRAIN['gc_genome'], cfg.GC_TEST
+    assert gc_train.type == gc_test.type == 'HoldoutSplit' and gc_train.cfg == gc_test.cfg
+    assert (gc_train.part, gc_test.part, gc_train.key) == ('train', 'test', 'image_id')
+    assert cfg.REG_METRIC == {'type': 'CaptionComputeMetrics'}
+    entries = {**cfg.REC_REG_TRAIN, **cfg.REC_REG_TEST, 'gc_genome': gc_train.cfg}
     for entry in entries.values():
         name = entry['filename'].replace('{annotations}/', '')
         write_jsonl(roots['annotations'] / name, [record])
