@@ -54,8 +54,11 @@ def test_image_samples_keep_every_turn(llava, caplog):
     first = ds[0]
     validate_item(first, 'llava', 0, image_size=first['image'].size)
     assert first['image'].size == (100, 60)
+    # LLaVA moves the image to the front of its turn; the text is otherwise kept
     assert [(t['from'], t['value']) for t in first['conversations']] == [
-        (t['from'], t['value']) for t in SAMPLES[0]['conversations']]
+        ('human', '<image>\nWhat are the colors of the bus in the image?'),
+        *[(t['from'], t['value']) for t in SAMPLES[0]['conversations'][1:]]]
+    assert ds[1]['conversations'][0]['value'] == SAMPLES[2]['conversations'][0]['value']  # already in front
     assert all(t['boxes_seq'] is None and t['points_seq'] is None for t in first['conversations'])
     assert first['target'] == {'boxes': [], 'points': []}
     # Both assistant turns are trained on: the template marks two answer spans.

@@ -89,6 +89,9 @@ class SingleImageConvDataset(Dataset):
             transformed = [self.transform(img, target if k == 0 else None) for k, img in enumerate(images)]
             images = [img for img, _ in transformed]
             target = transformed[0][1] or target
+        if self.mode == 'train' and any(t['from'] == 'gpt' and not t['value'].strip() for t in item['conversations']):
+            raise InvalidSampleError(f"{where}: an assistant turn is empty, nothing to train on (prediction-only "
+                                     f"datasets such as PureVQADataset belong in test/multitest, not train)")
         conversations = self.format_targets(item['conversations'], target, images[0].size)
         conversations = self._ensure_image_placeholders(conversations, len(images), where)
         text, spans, reference = self.template.render(conversations, for_generation=self.mode == 'eval')

@@ -6,7 +6,8 @@ folder: 'COCO-2017 file name' in llava_instruct_150k.json (image_folder = {coco}
 'coco/train2017/...', 'gqa/images/...', 'ocr_vqa/images/...', 'textvqa/train_images/...',
 'vg/VG_100K/...' in llava_v1_5_mix665k.json (image_folder = LLaVA's `playground/data` folder).
 Records are tagged 'file:#index' (their position in the array). All turns are kept: multi-turn
-conversations stay multi-turn, and every assistant turn is trained on.
+conversations stay multi-turn, and every assistant turn is trained on. As in LLaVA's training code,
+'<image>' is moved to the front of its turn, followed by a newline.
 
 Text-only samples (no 'image' key; ~40k ShareGPT conversations in mix665k) cannot be given to a
 model that always reads one image, so by default (`text_only='skip'`) they are left out and their
@@ -46,7 +47,10 @@ def check_conversation(conversations, source: str, has_image: bool) -> list[dict
     if count > (1 if has_image else 0):
         raise DataFileError(f"{source}: {count} {IMAGE_PLACEHOLDER} placeholder(s) for "
                             f"{'one image' if has_image else 'a text-only sample'}")
-    return turns
+    # LLaVA's own preprocessing moves the image to the front of its turn ("<image>\n" + text) whether
+    # the file puts it first or last; doing the same keeps prompts identical to LLaVA checkpoints' training.
+    return [dict(turn, value=IMAGE_PLACEHOLDER + '\n' + turn['value'].replace(IMAGE_PLACEHOLDER, '').strip())
+            if IMAGE_PLACEHOLDER in turn['value'] else turn for turn in turns]
 
 
 @DATASETS.register_module()
