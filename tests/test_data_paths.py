@@ -123,3 +123,32 @@ def test_a_verdict_may_not_hide_the_prediction_text(tiny, tmp_path, monkeypatch)
     with pytest.raises(ValueError, match=r"ClashingMetric's verdicts use the reserved key\(s\) \['pred'\]"):
         trainer.predict_and_score([0], ClashingMetric(), prefix='probe')
     assert not (tmp_path / 'probe_extra_prediction.jsonl').exists()
+
+
+def dataset_classes():
+    import mllm.dataset.builder  # noqa: F401  (registers every dataset)
+    from mllm.dataset.root import DATASETS
+    return sorted(DATASETS.module_dict.items())
+
+
+@pytest.mark.parametrize('name, cls', dataset_classes(), ids=[n for n, _ in dataset_classes()])
+def test_every_dataset_names_its_missing_file_and_folder(name, cls, tmp_path):
+    from mllm.dataset.single_image_dataset.base import MissingDataPathError
+
+    with pytest.raises(MissingDataPathError) as info:
+        cls(filename=str(tmp_path / 'absent.jsonl'), image_folder=str(tmp_path))
+    assert info.value.key == 'filename' and info.value.path.endswith('absent.jsonl')
+    present = tmp_path / 'present.jsonl'
+    present.write_text('')
+    with pytest.raises(MissingDataPathError) as info:
+        cls(filename=str(present), image_folder=str(tmp_path / 'no_images'))
+    assert info.value.key == 'image_folder' and info.value.kind == 'folder'
+
+
+def test_scienceqa_missing_pid_splits_names_the_root(tmp_path):
+    (tmp_path / 'problems.json').write_text('{}')
+    cfg = dict(type='ScienceQADataset', filename='{scienceqa}/problems.json', image_folder='{scienceqa}',
+               split='minival', pid_splits='{scienceqa}/pid_splits.json')
+    with pytest.raises(ConfigError, match=r'data_args\.test\.pid_splits: file not found: .*pid_splits\.json.*'
+                                          r'data_args\.roots\.scienceqa='):
+        build_raw_dataset(cfg, {'scienceqa': str(tmp_path)}, 'data_args.test')

@@ -19,7 +19,7 @@ import string
 
 from ..root import DATASETS, IMAGE_PLACEHOLDER
 from ..utils.io import DataFileError
-from .base import AnnotationDataset, read_json
+from .base import AnnotationDataset, check_path, read_json
 
 QUESTION_PLACEHOLDER = '<question>'
 OPTION_LETTERS = string.ascii_uppercase
@@ -67,6 +67,7 @@ class ScienceQADataset(AnnotationDataset):
         if version not in VERSIONS:
             raise ValueError(f"ScienceQADataset: unknown version {version!r}; choose one of {list(VERSIONS)}")
         self.split, self.version, self.pid_splits = split, version, pid_splits
+        check_path(pid_splits, 'pid_splits', 'file')  # read inside load_records: check it first
         super().__init__(filename, image_folder, template_file=template_file, seed=seed)
 
     def load_records(self, filename: str) -> list[dict]:
