@@ -307,3 +307,17 @@ def test_config_entries_match_the_constructors():
             assert roots <= {'annotations', 'vg', 'v7w'}, (group, name)
     assert cfg.POINT_QA_METRIC.type == 'PointQAComputeMetrics'
     assert cfg.POINT_V7W_METRIC.type == 'PointingComputeMetrics'
+
+
+def test_v7w_shikra_point_field_is_the_answer_point(data, tmp_path):
+    record = dict(V7W[1], point=[20, 90])  # inside the answer box, not its centre (25, 80)
+    path = tmp_path / 'v7w_shikra.jsonl'
+    path.write_text(json.dumps(record, ensure_ascii=False) + '\n')
+    ds = V7WPointingDataset(str(path), data['images'], version='box', answer_format='point')
+    item = ds[0]
+    assert item['target']['points'][1] == [20.0, 90.0] and item['target']['points'][0] == [25.0, 20.0]
+    assert item['conversations'][1]['points_seq'] == [[1]]
+    bad = tmp_path / 'bad.jsonl'
+    bad.write_text(json.dumps(dict(record, point=[1, 2, 3])) + '\n')
+    with pytest.raises(DataFileError, match=f"{bad}:1: 'point' must be 2 numbers"):
+        V7WPointingDataset(str(bad), data['images'], answer_format='point')[0]

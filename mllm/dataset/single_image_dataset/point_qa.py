@@ -11,7 +11,8 @@ LookTwice records carry the three phrasings of their question instead of (or bes
 Visual7W pointing records, as written by tools/prepare_data/visual7w.py:
     {"img_path": "v7w_2.jpg", "question": "Which ...?", "candidates": [[x0, y0, x1, y1], ...],
      "answer_index": 2, "width": 500, "height": 375, "qa_id": 8, ...}
-Shikra's v7w_pointing_*.jsonl (`file_path`, `candidates`, `answer` = the answer box) is read too.
+Shikra's v7w_pointing_*.jsonl (`file_path`, `candidates`, `answer` = the answer box, `point` = the
+answer as a point, used instead of the box centre when present) is read too.
 
 `version` says how the referred region (PointQA) or the candidates (V7W) are written into the question:
   'box'   as boxes `<boxes>`;
@@ -213,6 +214,8 @@ class V7WPointingDataset(_PointDatasetBase):
                 raise DataFileError(f"{record['__source__']}: missing field(s) {missing}")
             self.text_field(record, 'question')
             self.choices(record)
+            if 'point' in record:
+                self.coords(record, record['point'], 2, "'point'")
 
     def choices(self, record: dict) -> tuple[list[list[float]], int]:
         """(candidate boxes, index of the answer) as stored in the record."""
@@ -260,9 +263,12 @@ class V7WPointingDataset(_PointDatasetBase):
         def seqs(kind: str, seq):
             return {'boxes_seq': seq if kind == 'box' else None, 'points_seq': seq if kind == 'point' else None}
 
+        points = [box_centre(b) for b in boxes]
+        if 'point' in record:  # Shikra's files give the answer's point explicitly: prefer it to the centre
+            points[answer] = self.coords(record, record['point'], 2, "'point'")
         return {
             'image': self.get_image(record, self.image_key(record)),
-            'target': {'boxes': boxes, 'points': [box_centre(b) for b in boxes]},
+            'target': {'boxes': boxes, 'points': points},
             'conversations': [
                 {'from': 'human', 'value': question, **seqs(cand_format, cand_seq)},
                 {'from': 'gpt', 'value': self.answer_template.replace(ANSWER_PLACEHOLDER, answer_placeholder),
