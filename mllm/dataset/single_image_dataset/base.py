@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from abc import ABCMeta, abstractmethod
 
 from torch.utils.data import Dataset
 
@@ -48,7 +49,7 @@ def read_json(path: str):
             raise DataFileError(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
 
 
-class AnnotationDataset(Dataset):
+class AnnotationDataset(Dataset, metaclass=ABCMeta):
     """Records from `filename`, images from `image_folder`, questions from `template_file`.
 
     Class attributes a subclass sets:
@@ -77,8 +78,9 @@ class AnnotationDataset(Dataset):
         """Records with a `__source__` tag each; JSONL unless a subclass reads another layout."""
         return read_jsonl(filename)
 
+    @abstractmethod
     def build_item(self, index: int, record: dict) -> dict:
-        raise NotImplementedError
+        """The canonical item (DESIGN.md section 4) of `record`, the `index`-th record."""
 
     def meta(self, index: int) -> dict:
         """Extra per-sample facts a metric needs (JSON-able, no image loading); none by default."""
