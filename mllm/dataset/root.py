@@ -17,5 +17,8 @@ IMAGE_PLACEHOLDER = '<image>'
 BOXES_PLACEHOLDER = '<boxes>'
 POINTS_PLACEHOLDER = '<points>'
 EXPR_PLACEHOLDER = '<expr>'
+# Placeholders of question/answer templates, filled by the datasets before the item leaves them.
+QUESTION_PLACEHOLDER = '<question>'
+ANSWER_PLACEHOLDER = '<answer>'
 
 IGNORE_INDEX = -100

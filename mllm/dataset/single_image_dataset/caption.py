@@ -73,7 +73,7 @@ class COCOCaptionDataset(AnnotationDataset):
             logger.info('%s: %d image(s) without captions left out', filename, self.images_without_captions)
         return kept
 
-    def _read_official(self, filename: str, data: dict) -> list[dict]:
+    def _read_official(self, filename: str, data: dict) -> tuple[list[dict], list[dict]]:
         if not isinstance(data['annotations'], list):
             raise DataFileError(f"{filename}: 'annotations' must be a list")
         for k, ann in enumerate(data['annotations']):

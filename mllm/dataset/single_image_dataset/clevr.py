@@ -14,10 +14,10 @@ sentence names a set the question actually uses. Every answer ends with "The ans
 """
 from __future__ import annotations
 
-from ..root import DATASETS, IMAGE_PLACEHOLDER, POINTS_PLACEHOLDER
+from ..root import DATASETS, IMAGE_PLACEHOLDER, POINTS_PLACEHOLDER, QUESTION_PLACEHOLDER
 from ..utils.io import DataFileError
 from .base import AnnotationDataset
-from .gqa import QUESTION_PLACEHOLDER, answer_cue, parse_version
+from .gqa import answer_cue, parse_version
 
 VERSIONS = ('q-a', 'q-s', 'q-bs')
 DEFAULT_TEMPLATES = {'a': 'CLEVR.json', 's': 'CLEVR_CoT.json', 'bs': 'CLEVR_PCoT.json'}

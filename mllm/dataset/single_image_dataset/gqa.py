@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import random
 
-from ..root import BOXES_PLACEHOLDER, DATASETS, IMAGE_PLACEHOLDER
+from ..root import BOXES_PLACEHOLDER, DATASETS, IMAGE_PLACEHOLDER, QUESTION_PLACEHOLDER
 from ..utils.io import DataFileError
 from .base import AnnotationDataset
 
-QUESTION_PLACEHOLDER = '<question>'
 QUESTION_PARTS = ('q', 'qb', 'qbp')
 ANSWER_PARTS = ('a', 'c', 'bl', 'bc', 's', 'bs')
 VERSIONS = tuple(f'{q}-{a}' for q in QUESTION_PARTS for a in ANSWER_PARTS)

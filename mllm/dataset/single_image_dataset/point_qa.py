@@ -29,15 +29,20 @@ import random
 
 from PIL import Image
 
-from ..root import BOXES_PLACEHOLDER, DATASETS, IMAGE_PLACEHOLDER, POINTS_PLACEHOLDER
+from ..root import (
+    ANSWER_PLACEHOLDER,
+    BOXES_PLACEHOLDER,
+    DATASETS,
+    IMAGE_PLACEHOLDER,
+    POINTS_PLACEHOLDER,
+    QUESTION_PLACEHOLDER,
+)
 from ..utils.io import DataFileError
 from ..utils.transform import norm_box_xyxy
 from .base import AnnotationDataset
 
-QUESTION_PLACEHOLDER = '<question>'
 REGION_PLACEHOLDER = '<region>'
 CANDIDATES_PLACEHOLDER = '<candidates>'
-ANSWER_PLACEHOLDER = '<answer>'
 
 VERSIONS = ('box', 'point', 'both')
 TWICE_QUESTION_FIELDS = {'object': 'obj_question', 'super': 'super_question', 'general': 'general_question'}

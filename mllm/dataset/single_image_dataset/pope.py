@@ -8,11 +8,10 @@ which must contain `{label}`); `meta(index)` gives the label to POPEComputeMetri
 """
 from __future__ import annotations
 
-from ..root import DATASETS, IMAGE_PLACEHOLDER
+from ..root import DATASETS, IMAGE_PLACEHOLDER, QUESTION_PLACEHOLDER
 from ..utils.io import DataFileError
 from .base import AnnotationDataset
 
-QUESTION_PLACEHOLDER = '<question>'
 LABELS = ('yes', 'no')
 
 

@@ -17,11 +17,10 @@ from __future__ import annotations
 import os
 import string
 
-from ..root import DATASETS, IMAGE_PLACEHOLDER
+from ..root import DATASETS, IMAGE_PLACEHOLDER, QUESTION_PLACEHOLDER
 from ..utils.io import DataFileError
 from .base import AnnotationDataset, check_path, read_json
 
-QUESTION_PLACEHOLDER = '<question>'
 OPTION_LETTERS = string.ascii_uppercase
 VERSIONS = ('answer', 'solution', 'lecture_solution')
 _PROBLEM_FIELDS = ('question', 'choices', 'answer', 'image', 'split')

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ..root import DATASETS, IMAGE_PLACEHOLDER
+from ..root import ANSWER_PLACEHOLDER, DATASETS, IMAGE_PLACEHOLDER, QUESTION_PLACEHOLDER
 from ..utils.io import DataFileError
 from .base import AnnotationDataset
 
-QUESTION_PLACEHOLDER = '<question>'
-ANSWER_PLACEHOLDER = '<answer>'
 IMAGE_KEYS = ('image_path', 'img_path')
 
 
