@@ -7,6 +7,7 @@ from mllm.dataset.root import IGNORE_INDEX
 from mllm.dataset.single_image_conversation import SingleImageConvDataset
 from mllm.dataset.utils.transform import Expand2square
 from mllm.dataset.validation import InvalidSampleError
+from tests.helpers import label_runs
 
 SQUARE = dict(type='Expand2square')
 BOX_TEXT = '[0.104,0.219,0.521,0.583]'  # [10,5,50,40] on 96x64, padded to 96x96 (dy=16)
@@ -42,20 +43,6 @@ def two_round_item():
     item['conversations'] += [{'from': 'human', 'value': 'And where is it again?'},
                               {'from': 'gpt', 'value': 'It is <boxes> .', 'boxes_seq': [[0]]}]
     return item
-
-
-def label_runs(labels):
-    """Lists of consecutive positions whose label is not IGNORE_INDEX."""
-    runs, current = [], []
-    for t, v in enumerate(labels.tolist()):
-        if v != IGNORE_INDEX:
-            current.append(t)
-        elif current:
-            runs.append(current)
-            current = []
-    if current:
-        runs.append(current)
-    return runs
 
 
 def make(preprocessor, items, **kwargs):

@@ -9,6 +9,7 @@ from mllm.dataset.root import DATASETS
 from mllm.dataset.single_image_dataset.caption import COCOCaptionDataset
 from mllm.dataset.utils.io import DataFileError
 from mllm.dataset.validation import validate_item
+from tests.helpers import write_images, write_json
 
 # (id, file name, (width, height)); image 99 has no caption.
 IMAGES = [(42, 'COCO_val2014_000000000042.jpg', (64, 48)), (73, 'COCO_val2014_000000000073.jpg', (40, 60)),
@@ -20,7 +21,7 @@ ANNOTATIONS = [
 ]
 
 
-def _official(images=IMAGES, annotations=ANNOTATIONS):
+def captions_json(images=IMAGES, annotations=ANNOTATIONS):
     return {
         'info': {'description': 'This is stable 1.0 version of the 2014 MS COCO dataset.', 'version': '1.0',
                  'year': 2014},
@@ -36,13 +37,10 @@ def _official(images=IMAGES, annotations=ANNOTATIONS):
 
 @pytest.fixture
 def coco(tmp_path):
-    folder = tmp_path / 'val2014'
-    folder.mkdir()
-    for k, (_, name, size) in enumerate(IMAGES):
-        Image.new('RGB', size, (10, 60 * k, 200)).save(folder / name, quality=95)
-    ann = tmp_path / 'captions_val2014.json'
-    ann.write_text(json.dumps(_official(), ensure_ascii=False), encoding='utf-8')
-    return {'file': str(ann), 'images': str(folder), 'root': tmp_path}
+    folder = write_images(tmp_path / 'val2014', {name: size for _, name, size in IMAGES},
+                          color=lambda k: (10, 60 * k, 200), quality=95)
+    return {'file': write_json(tmp_path / 'captions_val2014.json', captions_json()), 'images': str(folder),
+            'root': tmp_path}
 
 
 def test_train_mode_one_item_per_caption(coco):
@@ -78,10 +76,10 @@ def test_eval_mode_one_item_per_image_with_all_captions(coco, caplog):
 def test_bad_official_files(coco):
     root = coco['root']
     path = root / 'bad.json'
-    path.write_text(json.dumps(_official(annotations=[*ANNOTATIONS, {'image_id': 5, 'id': 400, 'caption': 'x'}])))
+    path.write_text(json.dumps(captions_json(annotations=[*ANNOTATIONS, {'image_id': 5, 'id': 400, 'caption': 'x'}])))
     with pytest.raises(DataFileError, match=r'bad\.json: annotation id=400 refers to unknown image_id 5'):
         COCOCaptionDataset(str(path), coco['images'])
-    path.write_text(json.dumps(_official(annotations=[{'image_id': 42, 'id': 1}])))
+    path.write_text(json.dumps(captions_json(annotations=[{'image_id': 42, 'id': 1}])))
     with pytest.raises(DataFileError, match=r"bad\.json: annotations\[0\] lacks field\(s\) \['caption'\]"):
         COCOCaptionDataset(str(path), coco['images'])
     path.write_text('[1, 2]')
@@ -97,7 +95,7 @@ def test_bad_official_files(coco):
         ds[1]
 
 
-def _karpathy_image(k, filepath, name, split, cocoid, raws):
+def karpathy_image(k, filepath, name, split, cocoid, raws):
     return {'filepath': filepath, 'sentids': list(range(10 * k, 10 * k + len(raws))), 'filename': name,
             'imgid': k, 'split': split,
             'sentences': [{'tokens': raw.lower().strip('.').split(), 'raw': raw, 'imgid': k, 'sentid': 10 * k + j}
@@ -112,14 +110,12 @@ def karpathy(coco):
     train.mkdir()
     Image.new('RGB', (50, 30), (1, 2, 3)).save(train / 'COCO_train2014_000000000009.jpg')
     data = {'images': [
-        _karpathy_image(0, 'val2014', IMAGES[0][1], 'test', 42, ['A dog by a bike.', 'A brown dog.']),
-        _karpathy_image(1, 'train2014', 'COCO_train2014_000000000009.jpg', 'train', 9, ['Bowls of fruit.']),
-        _karpathy_image(2, 'val2014', IMAGES[1][1], 'restval', 73, ['Un café au lait.', 'A cup on wood.']),
-        _karpathy_image(3, 'val2014', IMAGES[2][1], 'val', 99, ['A blue square.']),
+        karpathy_image(0, 'val2014', IMAGES[0][1], 'test', 42, ['A dog by a bike.', 'A brown dog.']),
+        karpathy_image(1, 'train2014', 'COCO_train2014_000000000009.jpg', 'train', 9, ['Bowls of fruit.']),
+        karpathy_image(2, 'val2014', IMAGES[1][1], 'restval', 73, ['Un café au lait.', 'A cup on wood.']),
+        karpathy_image(3, 'val2014', IMAGES[2][1], 'val', 99, ['A blue square.']),
     ], 'dataset': 'coco'}
-    path = root / 'dataset_coco.json'
-    path.write_text(json.dumps(data, ensure_ascii=False), encoding='utf-8')
-    return {'file': str(path), 'root': str(root)}
+    return {'file': write_json(root / 'dataset_coco.json', data), 'root': str(root)}
 
 
 def test_karpathy_split(karpathy):

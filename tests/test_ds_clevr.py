@@ -3,7 +3,6 @@ Expand2square (480x320 images), answer extraction and the errors for bad files."
 import json
 
 import pytest
-from PIL import Image
 
 from mllm.dataset.process_function.box_formatter import PlainBoxFormatter
 from mllm.dataset.single_image_dataset.clevr import VERSIONS, CLEVRDataset, reasoning_steps
@@ -12,41 +11,31 @@ from mllm.dataset.utils.transform import Expand2square, norm_point_xy
 from mllm.dataset.validation import validate_item
 from mllm.metrics.answer_extraction import extract_answer
 from mllm.metrics.exact_match import CLEVRComputeMetrics
+from tests.helpers import write_images, write_jsonl
+from tests.test_prep_clevr import POINTS, record, step
 
-POINTS = [[100.0, 200.0], [300.0, 150.0], [480.0, 319.0], [0.0, 100.0]]  # two on the border
-
-
-def step(function, inputs, values=(), objects=None, value=None):
-    out = {'function': function, 'inputs': inputs, 'value_inputs': list(values)}
-    out.update({'objects': objects} if objects is not None else {'value': value})
-    return out
-
-
-def record(index, text, answer, program):
-    return {'question_index': index, 'image_index': 0, 'img_path': 'CLEVR_val_000000.png', 'question': text,
-            'answer': answer, 'question_family_index': 0, 'points': POINTS, 'program': program}
-
-
+# Questions on the scene of tests/test_prep_clevr.py (its POINTS; CLEVR images are RGBA PNGs), family 0.
+IMAGES = {'CLEVR_val_000000.png': (480, 320)}
 ALL = [0, 1, 2, 3]
 RECORDS = [
-    record(0, 'Are there any other things that have the same shape as the tiny blue ball?', 'yes', [
+    record(0, 'Are there any other things that have the same shape as the tiny blue ball?', 'yes', 0, [
         step('scene', [], objects=ALL), step('filter_size', [0], ['small'], objects=[1, 3]),
         step('filter_color', [1], ['blue'], objects=[1]), step('filter_shape', [2], ['sphere'], objects=[1]),
         step('unique', [3], objects=[1]), step('same_shape', [4], objects=[3]), step('exist', [5], value='yes')]),
-    record(1, 'What material is the big cylinder?', 'rubber', [
+    record(1, 'What material is the big cylinder?', 'rubber', 0, [
         step('scene', [], objects=ALL), step('filter_size', [0], ['large'], objects=[0, 2]),
         step('filter_shape', [1], ['cylinder'], objects=[2]), step('unique', [2], objects=[2]),
         step('query_material', [3], value='rubber')]),
-    record(2, 'How many things are either red cubes or small spheres?', '3', [
+    record(2, 'How many things are either red cubes or small spheres?', '3', 0, [
         step('scene', [], objects=ALL), step('filter_color', [0], ['red'], objects=[0, 3]),
         step('filter_shape', [1], ['cube'], objects=[0]), step('scene', [], objects=ALL),
         step('filter_size', [3], ['small'], objects=[1, 3]), step('filter_shape', [4], ['sphere'], objects=[1, 3]),
         step('union', [2, 5], objects=[0, 1, 3]), step('count', [6], value='3')]),
-    record(3, 'Are there any large metal spheres?', 'no', [
+    record(3, 'Are there any large metal spheres?', 'no', 0, [
         step('scene', [], objects=ALL), step('filter_size', [0], ['large'], objects=[0, 2]),
         step('filter_material', [1], ['metal'], objects=[0]), step('filter_shape', [2], ['sphere'], objects=[]),
         step('exist', [3], value='no')]),
-    record(4, 'Is the color of the large cube the same as the cylinder?', 'no', [
+    record(4, 'Is the color of the large cube the same as the cylinder?', 'no', 0, [
         step('scene', [], objects=ALL), step('filter_size', [0], ['large'], objects=[0, 2]),
         step('filter_shape', [1], ['cube'], objects=[0]), step('unique', [2], objects=[0]),
         step('query_color', [3], value='red'), step('scene', [], objects=ALL),
@@ -57,12 +46,8 @@ RECORDS = [
 
 @pytest.fixture
 def data(tmp_path):
-    images = tmp_path / 'images' / 'val'
-    images.mkdir(parents=True)
-    Image.new('RGBA', (480, 320), (10, 200, 10, 255)).save(images / 'CLEVR_val_000000.png')
-    jsonl = tmp_path / 'CLEVR_val.jsonl'
-    jsonl.write_text(''.join(json.dumps(r) + '\n' for r in RECORDS))
-    return {'jsonl': str(jsonl), 'images': str(images)}
+    images = write_images(tmp_path / 'images' / 'val', IMAGES, color=(10, 200, 10, 255), mode='RGBA')
+    return {'jsonl': write_jsonl(tmp_path / 'CLEVR_val.jsonl', RECORDS), 'images': str(images)}
 
 
 def gpt(ds, k):

@@ -12,6 +12,7 @@ from mllm.dataset.single_image_dataset.flickr import Flickr30kDataset, Flickr30k
 from mllm.dataset.utils.io import DataFileError
 from mllm.dataset.utils.transform import Expand2square, norm_box_xyxy
 from mllm.dataset.validation import validate_item
+from tests.helpers import write_jsonl
 
 # Exactly the fields of Shikra's released files (no sentence_id); one record repeats a phrase.
 SHIKRA_RECORDS = [
@@ -21,11 +22,6 @@ SHIKRA_RECORDS = [
      'boxes_seq': [[0], [1, 2], [0]],
      'sentence': '<ph_st>A child<ph_ed> and <ph_st>two kites<ph_ed> ; <ph_st>A child<ph_ed> smiles .'},
 ]
-
-
-def write_jsonl(path, records):
-    path.write_text(''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in records), encoding='utf-8')
-    return str(path)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ answer extraction, the seeded qbp choice and the errors for bad files."""
 import json
 
 import pytest
-from PIL import Image
 
 from mllm.dataset.process_function.box_formatter import PlainBoxFormatter
 from mllm.dataset.single_image_dataset.gqa import VERSIONS, GQADataset, compact_boxes
@@ -12,50 +11,21 @@ from mllm.dataset.utils.transform import Expand2square, norm_box_xyxy
 from mllm.dataset.validation import validate_item
 from mllm.metrics.answer_extraction import extract_answer
 from mllm.metrics.exact_match import GQAComputeMetrics
+from tests.helpers import write_images, write_jsonl
+from tests.test_prep_gqa import EXPECTED
 
-WALL, PIPE = [0.0, 0.0, 500.0, 200.0], [120.0, 40.0, 150.0, 190.0]   # wall touches left, top and right border
-PERSON, PERSON2, VAN = [10.0, 50.0, 110.0, 350.0], [150.0, 60.0, 290.0, 400.0], [0.0, 300.0, 80.0, 400.0]
-RECORDS = [
-    {'question_id': '07333408', 'image_id': '2375429', 'img_path': '2375429.jpg', 'width': 500, 'height': 333,
-     'question': 'What is on the white wall?', 'answer': 'pipe', 'full_answer': 'The pipe is on the wall.',
-     'boxes': [WALL, PIPE],
-     'question_boxed': 'What is on the white wall <boxes>?', 'question_boxes_seq': [[0]],
-     'full_answer_boxed': 'The pipe <boxes> is on the wall <boxes>.', 'full_answer_boxes_seq': [[1], [0]],
-     'semantic': [{'operation': 'select', 'argument': 'wall', 'dependencies': [], 'boxes': [0]},
-                  {'operation': 'filter color', 'argument': 'white', 'dependencies': [0], 'boxes': None},
-                  {'operation': 'relate', 'argument': '_,on,s', 'dependencies': [1], 'boxes': [1]},
-                  {'operation': 'query', 'argument': 'name', 'dependencies': [2], 'boxes': None}]},
-    {'question_id': '20903190', 'image_id': 'n161313', 'img_path': 'n161313.jpg', 'width': 300, 'height': 400,
-     'question': 'Do you see a train near the female person?', 'answer': 'no',
-     'full_answer': 'No, there is a van near the person.', 'boxes': [PERSON, VAN],
-     'question_boxed': 'Do you see a train near the female person <boxes>?', 'question_boxes_seq': [[0]],
-     'full_answer_boxed': 'No, there is a van <boxes> near the person <boxes>.', 'full_answer_boxes_seq': [[1], [0]],
-     'semantic': [{'operation': 'select', 'argument': 'person', 'dependencies': [], 'boxes': [0]},
-                  {'operation': 'filter gender', 'argument': 'female', 'dependencies': [0], 'boxes': None},
-                  {'operation': 'relate', 'argument': 'train,near,s', 'dependencies': [1], 'boxes': []},
-                  {'operation': 'exist', 'argument': '?', 'dependencies': [2], 'boxes': None}]},
-    {'question_id': '05515938', 'image_id': 'n161313', 'img_path': 'n161313.jpg', 'width': 300, 'height': 400,
-     'question': 'Are both people standing?', 'answer': 'yes', 'full_answer': 'Yes, both people are standing.',
-     'boxes': [PERSON, PERSON2],
-     'question_boxed': 'Are both people <boxes> standing?', 'question_boxes_seq': [[0, 1]],
-     'full_answer_boxed': 'Yes, both people <boxes> are standing.', 'full_answer_boxes_seq': [[0, 1]],
-     'semantic': [{'operation': 'select', 'argument': 'people', 'dependencies': [], 'boxes': [0, 1]},
-                  {'operation': 'verify pose', 'argument': 'standing', 'dependencies': [0], 'boxes': None}]},
-]
+# The converter's exact output for the first three questions of tests/test_prep_gqa.py: a 500x333 and a
+# 300x400 image; the wall touches the left, top and right border, the van the left and bottom one.
+RECORDS = EXPECTED[:3]
+WALL, PIPE = RECORDS[0]['boxes']
+PERSON, VAN = RECORDS[1]['boxes']
+PERSON2 = RECORDS[2]['boxes'][1]
 SIZES = {'2375429.jpg': (500, 333), 'n161313.jpg': (300, 400)}
-
-
-def write_jsonl(path, records):
-    path.write_text(''.join(json.dumps(r) + '\n' for r in records))
-    return str(path)
 
 
 @pytest.fixture
 def data(tmp_path):
-    images = tmp_path / 'images'
-    images.mkdir()
-    for name, size in SIZES.items():
-        Image.new('RGB', size, (200, 10, 10)).save(images / name)
+    images = write_images(tmp_path / 'images', SIZES, color=(200, 10, 10))
     return {'jsonl': write_jsonl(tmp_path / 'GQA_val_balanced.jsonl', RECORDS), 'images': str(images),
             'root': tmp_path}
 

@@ -3,7 +3,6 @@ import json
 import logging
 
 import pytest
-from PIL import Image
 
 from mllm.dataset.process_function.conv_template import get_conv_template
 from mllm.dataset.root import DATASETS
@@ -11,6 +10,7 @@ from mllm.dataset.single_image_dataset.instruct import LLaVAInstructDataset
 from mllm.dataset.utils.io import DataFileError
 from mllm.dataset.utils.transform import CLIP_MEAN_COLOR
 from mllm.dataset.validation import validate_item
+from tests.helpers import write_images, write_json
 
 SAMPLES = [
     {'id': '000000033471', 'image': '000000033471.jpg', 'conversations': [
@@ -28,20 +28,13 @@ SAMPLES = [
         {'from': 'gpt', 'value': 'Fruit and broccoli.'},
     ]},
 ]
-
-
-def _write(path, samples):
-    path.write_text(json.dumps(samples, ensure_ascii=False, indent=1), encoding='utf-8')
-    return str(path)
+IMAGES = {'000000033471.jpg': (100, 60), 'coco/train2017/000000000009.jpg': (30, 45)}
 
 
 @pytest.fixture
 def llava(tmp_path):
-    root = tmp_path / 'data'
-    (root / 'coco' / 'train2017').mkdir(parents=True)
-    Image.new('RGB', (100, 60), (5, 6, 7)).save(root / '000000033471.jpg', quality=95)
-    Image.new('RGB', (30, 45), (9, 9, 9)).save(root / 'coco' / 'train2017' / '000000000009.jpg', quality=95)
-    return {'file': _write(tmp_path / 'llava_v1_5_mix665k.json', SAMPLES), 'images': str(root),
+    root = write_images(tmp_path / 'data', IMAGES, color=lambda k: ((5, 6, 7), (9, 9, 9))[k], quality=95)
+    return {'file': write_json(tmp_path / 'llava_v1_5_mix665k.json', SAMPLES, indent=1), 'images': str(root),
             'root': tmp_path}
 
 
@@ -93,7 +86,7 @@ def test_text_only_with_blank_image(llava):
      r'2 <image> placeholder\(s\) for one image'),
 ])
 def test_malformed_sample_names_file_and_index(llava, sample, message):
-    path = _write(llava['root'] / 'bad.json', [SAMPLES[0], sample])
+    path = write_json(llava['root'] / 'bad.json', [SAMPLES[0], sample], indent=1)
     with pytest.raises(DataFileError, match=r'bad\.json:#1: ' + message):
         LLaVAInstructDataset(path, llava['images'])
 
@@ -106,7 +99,8 @@ def test_bad_files(llava):
     path.write_text('[\n{"id": 1,\n')
     with pytest.raises(DataFileError, match=r'bad\.json:3: not valid JSON'):
         LLaVAInstructDataset(str(path), llava['images'])
-    missing = _write(llava['root'] / 'missing.json', [dict(SAMPLES[2], image='coco/train2017/nope.jpg')])
+    missing = write_json(llava['root'] / 'missing.json', [dict(SAMPLES[2], image='coco/train2017/nope.jpg')],
+                         indent=1)
     ds = LLaVAInstructDataset(missing, llava['images'])
     with pytest.raises(DataFileError, match=r'missing\.json:#0: image not found: .*nope\.jpg'):
         ds[0]

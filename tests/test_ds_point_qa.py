@@ -2,7 +2,6 @@
 import json
 
 import pytest
-from PIL import Image
 
 from mllm.dataset.process_function.box_formatter import PlainBoxFormatter
 from mllm.dataset.root import DATASETS
@@ -15,6 +14,7 @@ from mllm.dataset.utils.io import DataFileError
 from mllm.dataset.utils.transform import Expand2square, norm_box_xyxy, norm_point_xy
 from mllm.dataset.validation import InvalidSampleError, validate_item
 from mllm.metrics.point import PointingComputeMetrics
+from tests.helpers import write_images, write_jsonl
 
 # (relative path, (width, height))
 IMAGES = {'VG_100K/wide.jpg': (120, 80), 'VG_100K/tall.png': (60, 100)}
@@ -41,22 +41,10 @@ V7W = [
 ]
 
 
-def write_images(folder, images):
-    for k, (name, size) in enumerate(images.items()):
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.new('RGB', size, (40 * k, 120, 200)).save(path)
-
-
-def write_jsonl(path, records):
-    path.write_text(''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in records), encoding='utf-8')
-    return str(path)
-
-
 @pytest.fixture
 def data(tmp_path):
     images = tmp_path / 'images'
-    write_images(images, {**IMAGES, **V7W_IMAGES})
+    write_images(images, {**IMAGES, **V7W_IMAGES}, color=lambda k: (40 * k, 120, 200))
     return {'images': str(images), 'local': write_jsonl(tmp_path / 'local.jsonl', LOCAL),
             'twice': write_jsonl(tmp_path / 'twice.jsonl', TWICE), 'v7w': write_jsonl(tmp_path / 'v7w.jsonl', V7W),
             'root': tmp_path}
@@ -311,9 +299,8 @@ def test_config_entries_match_the_constructors():
 
 def test_v7w_shikra_point_field_is_the_answer_point(data, tmp_path):
     record = dict(V7W[1], point=[20, 90])  # inside the answer box, not its centre (25, 80)
-    path = tmp_path / 'v7w_shikra.jsonl'
-    path.write_text(json.dumps(record, ensure_ascii=False) + '\n')
-    ds = V7WPointingDataset(str(path), data['images'], version='box', answer_format='point')
+    path = write_jsonl(tmp_path / 'v7w_shikra.jsonl', [record])
+    ds = V7WPointingDataset(path, data['images'], version='box', answer_format='point')
     item = ds[0]
     assert item['target']['points'][1] == [20.0, 90.0] and item['target']['points'][0] == [25.0, 20.0]
     assert item['conversations'][1]['points_seq'] == [[1]]

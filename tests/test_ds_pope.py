@@ -2,13 +2,13 @@
 import json
 
 import pytest
-from PIL import Image
 
 from mllm.dataset.root import DATASETS
 from mllm.dataset.single_image_dataset.base import MissingDataPathError
 from mllm.dataset.utils.io import DataFileError
 from mllm.dataset.validation import validate_item
 from mllm.metrics.pope import POPEComputeMetrics
+from tests.helpers import write_images, write_jsonl
 
 IMAGES = {'COCO_val2014_000000310196.jpg': (64, 48), 'COCO_val2014_000000000042.jpg': (30, 70)}
 LINES = [
@@ -22,18 +22,10 @@ LINES = [
 ]
 
 
-def _write(path, lines):
-    path.write_text(''.join(json.dumps(x, ensure_ascii=False) + '\n' for x in lines), encoding='utf-8')
-    return str(path)
-
-
 @pytest.fixture
 def pope(tmp_path):
-    folder = tmp_path / 'val2014'
-    folder.mkdir()
-    for k, (name, size) in enumerate(IMAGES.items()):
-        Image.new('RGB', size, (200, 40 * k, 0)).save(folder / name, quality=95)
-    return {'file': _write(tmp_path / 'coco_pope_random.json', LINES), 'images': str(folder), 'root': tmp_path}
+    folder = write_images(tmp_path / 'val2014', IMAGES, color=lambda k: (200, 40 * k, 0), quality=95)
+    return {'file': write_jsonl(tmp_path / 'coco_pope_random.json', LINES), 'images': str(folder), 'root': tmp_path}
 
 
 def test_items_follow_canonical_format(pope):
@@ -65,10 +57,10 @@ def test_custom_answer_and_round_trip_with_metric(pope):
 
 def test_bad_records_name_file_and_line(pope):
     root = pope['root']
-    bad_label = _write(root / 'bad_label.json', [LINES[0], LINES[1], dict(LINES[2], label='maybe')])
+    bad_label = write_jsonl(root / 'bad_label.json', [LINES[0], LINES[1], dict(LINES[2], label='maybe')])
     with pytest.raises(DataFileError, match=r"bad_label\.json:3: label 'maybe' is not 'yes' or 'no'"):
         DATASETS.build(dict(type='POPEDataset', filename=bad_label, image_folder=pope['images']))
-    no_text = _write(root / 'no_text.json', [LINES[0], {k: v for k, v in LINES[1].items() if k != 'text'}])
+    no_text = write_jsonl(root / 'no_text.json', [LINES[0], {k: v for k, v in LINES[1].items() if k != 'text'}])
     with pytest.raises(DataFileError, match=r"no_text\.json:2: missing field\(s\) \['text'\]"):
         DATASETS.build(dict(type='POPEDataset', filename=no_text, image_folder=pope['images']))
     broken = root / 'broken.json'
@@ -81,6 +73,6 @@ def test_bad_records_name_file_and_line(pope):
 
 
 def test_capitalised_label_is_normalised(pope):
-    path = _write(pope['root'] / 'caps.json', [dict(LINES[0], label='Yes')])
+    path = write_jsonl(pope['root'] / 'caps.json', [dict(LINES[0], label='Yes')])
     ds = DATASETS.build(dict(type='POPEDataset', filename=path, image_folder=pope['images']))
     assert ds.meta(0)['label'] == 'yes' and ds[0]['conversations'][1]['value'] == 'The answer is yes.'

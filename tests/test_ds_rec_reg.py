@@ -15,6 +15,7 @@ from mllm.dataset.utils.io import DataFileError
 from mllm.dataset.utils.question_templates import QuestionTemplates
 from mllm.dataset.utils.transform import Expand2square, norm_box_xyxy
 from mllm.dataset.validation import validate_item
+from tests.helpers import write_jsonl
 
 # (img_path, size, record extras, expected normalised box after Expand2square)
 RECORDS = [
@@ -29,11 +30,6 @@ RECORDS = [
       'dataset_name': 'refcocog', 'height': 48, 'width': 64, 'image_id': 7, 'ann_id': 70, 'ref_id': 3,
       'sent_id': 11}, (64, 48), [8.5 / 64, 12.25 / 64, 1.0, 0.875]),
 ]
-
-
-def write_jsonl(path, records):
-    path.write_text(''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in records), encoding='utf-8')
-    return str(path)
 
 
 @pytest.fixture

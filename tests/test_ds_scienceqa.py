@@ -10,9 +10,10 @@ from mllm.dataset.utils.io import DataFileError
 from mllm.dataset.utils.transform import Expand2square
 from mllm.dataset.validation import validate_item
 from mllm.metrics.scienceqa import ScienceQAComputeMetrics
+from tests.helpers import write_json
 
 
-def _problem(question, choices, answer, image, split, hint='', lecture='', solution=''):
+def problem(question, choices, answer, image, split, hint='', lecture='', solution=''):
     # Every field of an official problems.json entry, in the official order.
     return {'question': question, 'choices': choices, 'answer': answer, 'hint': hint, 'image': image,
             'task': 'closed choice', 'choice': 'closed choice', 'grade': 'grade4', 'subject': 'language science',
@@ -21,14 +22,14 @@ def _problem(question, choices, answer, image, split, hint='', lecture='', solut
 
 
 PROBLEMS = {
-    '1': _problem("Which word would you find on a dictionary page with the guide words 'café' – 'crêpe'?",
-                  ['apple', 'clown', 'zebra'], 1, 'image.png', 'train', hint='Look at the naïve drawing.',
-                  lecture='Guide words show the first and last word on a page.',
-                  solution="Clown comes between café and crêpe, so it is on the page."),
-    '2': _problem('Which tense does the sentence use?', ['past', 'future'], 0, None, 'train'),  # text only
-    '5': _problem('Which of these states is farthest north?', ['Texas', 'Ohio', 'Maine', 'Utah'], 2,
-                  'image.png', 'test', solution='Maine is farthest north.'),
-    '7': _problem('What is the capital of Utah?', ['Salt Lake City', 'Denver'], 0, 'image.png', 'val'),
+    '1': problem("Which word would you find on a dictionary page with the guide words 'café' – 'crêpe'?",
+                 ['apple', 'clown', 'zebra'], 1, 'image.png', 'train', hint='Look at the naïve drawing.',
+                 lecture='Guide words show the first and last word on a page.',
+                 solution="Clown comes between café and crêpe, so it is on the page."),
+    '2': problem('Which tense does the sentence use?', ['past', 'future'], 0, None, 'train'),  # text only
+    '5': problem('Which of these states is farthest north?', ['Texas', 'Ohio', 'Maine', 'Utah'], 2,
+                 'image.png', 'test', solution='Maine is farthest north.'),
+    '7': problem('What is the capital of Utah?', ['Salt Lake City', 'Denver'], 0, 'image.png', 'val'),
 }
 IMAGE_SIZES = {'1': (120, 80), '5': (60, 90), '7': (50, 50)}
 SPLITS = {'train': ['1', '2'], 'val': ['7'], 'test': ['5'], 'trainval': ['1', '2', '7'], 'minival': ['7']}
@@ -41,7 +42,7 @@ def sqa(tmp_path):
         folder = root / 'images' / PROBLEMS[pid]['split'] / pid
         folder.mkdir(parents=True)
         Image.new('RGB', size, (int(pid) * 30, 90, 10)).save(folder / 'image.png')
-    (root / 'problems.json').write_text(json.dumps(PROBLEMS, ensure_ascii=False), encoding='utf-8')
+    write_json(root / 'problems.json', PROBLEMS)
     (root / 'pid_splits.json').write_text(json.dumps(SPLITS))
     return {'problems': str(root / 'problems.json'), 'images': str(root / 'images'),
             'pid_splits': str(root / 'pid_splits.json'), 'root': root}

@@ -3,7 +3,6 @@ import json
 
 import pytest
 from mmengine.config import Config
-from PIL import Image
 
 from mllm.dataset.builder import build_raw_dataset
 from mllm.dataset.root import DATASETS
@@ -13,11 +12,8 @@ from mllm.dataset.utils.io import DataFileError
 from mllm.dataset.utils.question_templates import QuestionTemplates
 from mllm.dataset.utils.transform import Expand2square
 from mllm.dataset.validation import validate_item
-
-
-def official_answers(texts):
-    return [{'answer': t, 'answer_confidence': 'yes', 'answer_id': k + 1} for k, t in enumerate(texts)]
-
+from tests.helpers import write_images, write_jsonl
+from tests.test_prep_vqav2 import answers as official_answers
 
 # Records as tools/prepare_data/vqav2.py writes them (official annotation nested under 'annotation').
 RECORDS = [
@@ -39,21 +35,9 @@ RECORDS = [
 SIZES = {'COCO_val2014_000000000042.jpg': (96, 64), 'COCO_val2014_000000000007.jpg': (64, 100)}
 
 
-def write_images(folder, sizes=SIZES):
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, size in sizes.items():
-        Image.new('RGB', size, (120, 30, 200)).save(folder / name)
-    return folder
-
-
-def write_jsonl(path, records):
-    path.write_text(''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in records), encoding='utf-8')
-    return str(path)
-
-
 @pytest.fixture
 def vqa(tmp_path):
-    images = write_images(tmp_path / 'val2014')
+    images = write_images(tmp_path / 'val2014', SIZES)
     return {'jsonl': write_jsonl(tmp_path / 'vqav2_val2014.jsonl', RECORDS), 'images': str(images),
             'root': tmp_path}
 
@@ -114,7 +98,7 @@ def test_question_choice_is_seeded(vqa):
 
 
 def test_flat_shikra_style_records(tmp_path):
-    images = write_images(tmp_path / 'img')
+    images = write_images(tmp_path / 'img', SIZES)
     jsonl = write_jsonl(tmp_path / 'flat.jsonl', [
         {'img_path': 'COCO_val2014_000000000007.jpg', 'question': 'Colour?', 'answers': ['blue', 'green', 'green']},
         {'image_path': 'COCO_val2014_000000000042.jpg', 'question': 'What?', 'answer': 'a kite'},
@@ -128,7 +112,7 @@ def test_flat_shikra_style_records(tmp_path):
 
 def bad_record_error(tmp_path, record, images=True):
     jsonl = write_jsonl(tmp_path / 'bad.jsonl', [RECORDS[2], record])
-    folder = str(write_images(tmp_path / 'img')) if images else None
+    folder = str(write_images(tmp_path / 'img', SIZES)) if images else None
     with pytest.raises(DataFileError) as info:
         VQAv2Dataset(jsonl, folder)
     return str(info.value)
@@ -187,7 +171,7 @@ def test_config_entries_build(tmp_path):
     assert cfg.VQAV2_TESTDEV.type == 'PureVQADataset' and cfg.VQAV2_TESTDEV.image_folder == '{coco}/test2015'
     roots = {'annotations': str(tmp_path / 'ann'), 'coco': str(tmp_path / 'coco')}
     (tmp_path / 'ann').mkdir()
-    write_images(tmp_path / 'coco' / 'val2014')
+    write_images(tmp_path / 'coco' / 'val2014', SIZES)
     write_jsonl(tmp_path / 'ann' / 'vqav2_val2014.jsonl', RECORDS)
     write_images(tmp_path / 'coco' / 'test2015', {'COCO_test2015_000000000001.jpg': (50, 80)})
     write_jsonl(tmp_path / 'ann' / 'vqav2_test-dev2015.jsonl',

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from mllm.pipeline.finetune import main
+from tests.helpers import read_jsonl
 
 pytestmark = pytest.mark.slow
 
@@ -21,11 +22,6 @@ def _data_overrides(root):
         f'data_args.multitest.shapes_test.cfg.image_folder={root}/images',
         f'data_args.validation.filename={root}/test.jsonl', f'data_args.validation.image_folder={root}/images',
     ]
-
-
-def _read_jsonl(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f]
 
 
 @pytest.fixture(scope='module')
@@ -53,8 +49,8 @@ def test_training_writes_state_model_and_curve(trained):
 
 def test_multitest_jsonl_and_metrics(trained):
     out, root = trained
-    rows = _read_jsonl(os.path.join(out, 'multitest_shapes_test_extra_prediction.jsonl'))
-    refs = _read_jsonl(os.path.join(root, 'test.jsonl'))
+    rows = read_jsonl(os.path.join(out, 'multitest_shapes_test_extra_prediction.jsonl'))
+    refs = read_jsonl(os.path.join(root, 'test.jsonl'))
     assert [r['id'] for r in rows] == list(range(12))
     for row, ref in zip(rows, refs):
         assert row['target'].startswith('[') and row['target'].endswith(']')
@@ -74,12 +70,12 @@ def test_multitest_jsonl_and_metrics(trained):
 def _predict(out, root, pred_dir, batch_size):
     main([DEMO_CONFIG, '--cfg-options', *_data_overrides(root), f'model_args.model_name_or_path={out}',
           '--do_train', 'False', '--per_device_eval_batch_size', str(batch_size), '--output_dir', pred_dir])
-    return _read_jsonl(os.path.join(pred_dir, 'multitest_shapes_test_extra_prediction.jsonl'))
+    return read_jsonl(os.path.join(pred_dir, 'multitest_shapes_test_extra_prediction.jsonl'))
 
 
 def test_reload_gives_identical_predictions_and_rerun_overwrites(trained, tmp_path):
     out, root = trained
-    original = _read_jsonl(os.path.join(out, 'multitest_shapes_test_extra_prediction.jsonl'))
+    original = read_jsonl(os.path.join(out, 'multitest_shapes_test_extra_prediction.jsonl'))
     first = _predict(out, root, str(tmp_path), batch_size=32)
     assert [r['pred'] for r in first] == [r['pred'] for r in original]
     again = _predict(out, root, str(tmp_path), batch_size=32)  # same output_dir: no appended duplicates
@@ -110,7 +106,7 @@ def test_two_cpu_processes_predict_like_one(trained, tmp_path):
            'model_args.model_name_or_path=tiny', '--do_train', 'False', '--per_device_eval_batch_size', '5',
            '--output_dir', str(tmp_path / 'two')]
     subprocess.run(cmd, check=True, cwd=repo, env=dict(os.environ, HF_HUB_OFFLINE='1'), capture_output=True)
-    double = _read_jsonl(str(tmp_path / 'two' / 'multitest_shapes_test_extra_prediction.jsonl'))
+    double = read_jsonl(str(tmp_path / 'two' / 'multitest_shapes_test_extra_prediction.jsonl'))
     assert double == single
 
 

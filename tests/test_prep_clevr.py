@@ -3,11 +3,11 @@ points from pixel_coords, one clamped), then a round trip through CLEVRDataset."
 import json
 
 import pytest
-from PIL import Image
 
 from mllm.dataset.single_image_dataset.clevr import VERSIONS, CLEVRDataset
 from mllm.dataset.validation import validate_item
 from mllm.metrics.answer_extraction import extract_answer
+from tests.helpers import read_jsonl, write_images
 from tools.prepare_data import clevr
 
 
@@ -55,6 +55,7 @@ QUESTIONS = {'info': {'split': 'val', 'version': '1.0'}, 'questions': [
              [node('scene'), node('filter_size', [0], ['large']), node('filter_material', [1], ['metal']),
               node('filter_shape', [2], ['sphere']), node('exist', [3])], 14),
 ]}
+# The converter's layout (also the builders of tests/test_ds_clevr.py's records): object centres, program steps.
 POINTS = [[100.0, 200.0], [300.0, 150.0], [480.0, 319.0], [0.0, 100.0]]
 
 
@@ -94,17 +95,12 @@ EXPECTED = [
 def release(tmp_path):
     """CLEVR_v1.0/{questions,scenes,images/val} as unpacked from CLEVR_v1.0.zip."""
     root = tmp_path / 'CLEVR_v1.0'
-    for sub in ('questions', 'scenes', 'images/val'):
+    for sub in ('questions', 'scenes'):
         (root / sub).mkdir(parents=True)
     (root / 'questions' / 'CLEVR_val_questions.json').write_text(json.dumps(QUESTIONS))
     (root / 'scenes' / 'CLEVR_val_scenes.json').write_text(json.dumps(SCENES))
-    Image.new('RGBA', (480, 320), (128, 128, 128, 255)).save(root / 'images' / 'val' / 'CLEVR_val_000000.png')
+    write_images(root / 'images' / 'val', {'CLEVR_val_000000.png': (480, 320)}, color=(128, 128, 128, 255), mode='RGBA')
     return root
-
-
-def read_jsonl(path):
-    with open(path, encoding='utf-8') as f:
-        return [json.loads(line) for line in f]
 
 
 def test_converter_writes_exact_records(release, tmp_path, capsys):

@@ -1,15 +1,14 @@
 """Converter tests: official Flickr30K Entities files -> CWB_flickr30k_*.jsonl -> Flickr30k datasets."""
-import json
 import subprocess
 import sys
 
 import pytest
-from PIL import Image
 
 from mllm.dataset.process_function.box_formatter import PlainBoxFormatter
 from mllm.dataset.single_image_dataset.flickr import Flickr30kDataset, Flickr30kReverseDataset
 from mllm.dataset.utils.transform import Expand2square, norm_box_xyxy
 from mllm.dataset.validation import validate_item
+from tests.helpers import read_jsonl, write_images
 from tools.prepare_data import flickr30k_entities as conv
 
 # Image 1000 (120x80, wide): chain 1 has its own box plus a box shared with chain 5 (one <object>, two
@@ -107,16 +106,9 @@ def release(tmp_path):
     (root / 'train.txt').write_text('1000\n')
     (root / 'val.txt').write_text('2000\n')
     (root / 'test.txt').write_text('2000\n')
-    images = tmp_path / 'flickr30k-images'
-    images.mkdir()
-    for image_id, size in SIZES.items():
-        Image.new('RGB', size, (200, 30, 30)).save(images / f'{image_id}.jpg')
+    write_images(tmp_path / 'flickr30k-images', {f'{image_id}.jpg': size for image_id, size in SIZES.items()},
+                 color=(200, 30, 30))
     return root
-
-
-def read_jsonl(path):
-    with open(path, encoding='utf-8') as f:
-        return [json.loads(line) for line in f]
 
 
 def test_converter_writes_exact_records(release, tmp_path):

@@ -4,12 +4,12 @@ objects and one names an object the scene graph lacks."""
 import json
 
 import pytest
-from PIL import Image
 
 from mllm.dataset.single_image_dataset.gqa import VERSIONS, GQADataset
 from mllm.dataset.utils.io import DataFileError
 from mllm.dataset.validation import validate_item
 from mllm.metrics.answer_extraction import extract_answer
+from tests.helpers import read_jsonl, write_images
 from tools.prepare_data import gqa
 
 
@@ -67,6 +67,7 @@ SCENE_GRAPHS = {
         '3': _object('van', 0, 300, 80, 100)}},              # touches the left and bottom border
 }
 
+# The converter's exact output; tests/test_ds_gqa.py uses the first three records as its fixture.
 EXPECTED = [
     {'question_id': '07333408', 'image_id': '2375429', 'img_path': '2375429.jpg', 'width': 500, 'height': 333,
      'question': 'What is on the white wall?', 'answer': 'pipe', 'full_answer': 'The pipe is on the wall.',
@@ -118,16 +119,9 @@ def release(tmp_path):
     questions.write_text(json.dumps(QUESTIONS))
     scenes = tmp_path / 'sceneGraphs' / 'val_sceneGraphs.json'
     scenes.write_text(json.dumps(SCENE_GRAPHS))
-    images = tmp_path / 'images'
-    images.mkdir()
-    for image_id, scene in SCENE_GRAPHS.items():
-        Image.new('RGB', (scene['width'], scene['height']), (90, 140, 30)).save(images / f'{image_id}.jpg')
+    images = write_images(tmp_path / 'images', {f'{image_id}.jpg': (scene['width'], scene['height'])
+                                                for image_id, scene in SCENE_GRAPHS.items()}, color=(90, 140, 30))
     return {'questions': str(questions), 'scenes': str(scenes), 'images': str(images), 'root': tmp_path}
-
-
-def read_jsonl(path):
-    with open(path, encoding='utf-8') as f:
-        return [json.loads(line) for line in f]
 
 
 def test_converter_writes_exact_records(release, capsys):

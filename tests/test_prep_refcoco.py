@@ -5,12 +5,12 @@ import subprocess
 import sys
 
 import pytest
-from PIL import Image
 
 from mllm.dataset.single_image_dataset.rec import RECDataset
 from mllm.dataset.single_image_dataset.reg import REGDataset
 from mllm.dataset.utils.transform import Expand2square, norm_box_xyxy
 from mllm.dataset.validation import validate_item
+from tests.helpers import read_jsonl, write_images
 from tools.prepare_data import refcoco
 
 IMAGES = [  # COCO images: (id, file_name, width, height)
@@ -80,15 +80,8 @@ def refer_root(tmp_path):
         with open(folder / f'refs({split_by}).p', 'wb') as f:
             pickle.dump(refs, f, protocol=2)
         (folder / 'instances.json').write_text(json.dumps(instances()))
-    images = tmp_path / 'train2014'
-    images.mkdir()
-    for _, name, w, h in IMAGES:
-        Image.new('RGB', (w, h), (90, 60, 30)).save(images / name)
+    write_images(tmp_path / 'train2014', {name: (w, h) for _, name, w, h in IMAGES}, color=(90, 60, 30))
     return root
-
-
-def read_jsonl(path):
-    return [json.loads(line) for line in path.read_text(encoding='utf-8').splitlines()]
 
 
 def record(dataset, split, image_id, ann_id, ref_id, sent_id, expression, bbox):

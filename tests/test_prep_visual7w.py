@@ -4,10 +4,10 @@ import subprocess
 import sys
 
 import pytest
-from PIL import Image
 
 from mllm.dataset.single_image_dataset.point_qa import V7WPointingDataset
 from mllm.dataset.validation import validate_item
+from tests.helpers import read_jsonl, write_images
 from tools.prepare_data import visual7w
 
 # image_id -> (file, split, (width, height)); non-square images
@@ -77,18 +77,11 @@ EXPECTED = {
 
 @pytest.fixture
 def release(tmp_path):
-    images = tmp_path / 'images'
-    images.mkdir()
-    for k, (name, _, size) in enumerate(IMAGES.values()):
-        Image.new('RGB', size, (60 * k, 90, 30)).save(images / name)
+    images = write_images(tmp_path / 'images', {name: size for name, _, size in IMAGES.values()},
+                          color=lambda k: (60 * k, 90, 30))
     pointing = tmp_path / 'dataset_v7w_pointing.json'
     pointing.write_text(json.dumps(POINTING, ensure_ascii=False), encoding='utf-8')
     return {'root': tmp_path, 'images': str(images), 'pointing': str(pointing), 'out': str(tmp_path / 'out')}
-
-
-def read_jsonl(path):
-    with open(path, encoding='utf-8') as f:
-        return [json.loads(line) for line in f]
 
 
 def test_converter_writes_the_exact_records(release):

@@ -2,10 +2,10 @@
 import json
 
 import pytest
-from PIL import Image
 
 from mllm.dataset.single_image_dataset.vqa import PureVQADataset, VQAv2Dataset
 from mllm.metrics.vqa import VQAv2ComputeMetrics
+from tests.helpers import write_images
 from tools import vqav2_submission
 from tools.prepare_data import vqav2
 
@@ -55,13 +55,10 @@ def release(tmp_path):
     for name, content in files.items():
         (root / name).write_text(json.dumps(content), encoding='utf-8')
     coco = tmp_path / 'coco'
-    for folder, names in (('val2014', {'COCO_val2014_000000262148.jpg': (120, 80),
-                                       'COCO_val2014_000000393225.jpg': (60, 90)}),
-                          ('test2015', {'COCO_test2015_000000000001.jpg': (70, 40),
-                                        'COCO_test2015_000000000300.jpg': (40, 41)})):
-        (coco / folder).mkdir(parents=True)
-        for name, size in names.items():
-            Image.new('RGB', size, (1, 2, 3)).save(coco / folder / name)
+    write_images(coco / 'val2014', {'COCO_val2014_000000262148.jpg': (120, 80),
+                                    'COCO_val2014_000000393225.jpg': (60, 90)}, color=(1, 2, 3))
+    write_images(coco / 'test2015', {'COCO_test2015_000000000001.jpg': (70, 40),
+                                     'COCO_test2015_000000000300.jpg': (40, 41)}, color=(1, 2, 3))
     return {'root': root, 'coco': coco, 'out': tmp_path / 'ann'}
 
 

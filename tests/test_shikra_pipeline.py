@@ -12,6 +12,7 @@ import copy
 import json
 import math
 import pickle
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -22,12 +23,14 @@ from mllm.dataset.single_image_conversation import SingleImageConvDataset
 from mllm.dataset.utils.mixture import InterleaveDataset
 from mllm.dataset.utils.transform import Expand2square, norm_box_xyxy
 from mllm.pipeline.finetune import collect_skipped, main
+from tests import helpers
 from tests import test_prep_flickr30k_entities as flickr_fx
 from tests import test_prep_gqa as gqa_fx
 from tests import test_prep_refcoco as refcoco_fx
 from tests import test_prep_visual7w as v7w_fx
 from tests import test_prep_visual_genome as vg_fx
 from tests import test_prep_vqav2 as vqa_fx
+from tests.helpers import read_jsonl, write_json, write_jsonl
 from tools.prepare_data import flickr30k_entities, gqa, refcoco, visual7w, visual_genome, vqav2
 
 pytestmark = pytest.mark.slow
@@ -46,70 +49,26 @@ MULTITEST = {
     'v7w_test': ('v7w_pointing_test.jsonl', {'gt_box', 'candidates', 'answer_index'}),
 }
 
-# The tiny offline LLaVA of config/_base_/model/llava_tiny.py, with room for the longest mixture sample.
-EXPERIMENT = """\
-_base_ = [{config!r}]
-model_args = dict(
-    _delete_=True,
-    type='llava',
-    model_name_or_path='tiny',
-    tiny=dict(image_size=64, patch_size=8),
-    projector_type='mlp2x_gelu',
-    vision_feature_layer=-2,
-    freeze_vision_tower=True,
-    freeze_backbone=False,
-    tune_mm_mlp_adapter=False,
-    torch_dtype='float32',
-    conv_args=dict(conv_template='vicuna_v1.1', transform=dict(type='Expand2square'), max_length=1024),
-    target_processor=dict(boxes=dict(type='PlainBoxFormatter')),
-)
-# config/_base_/train/default.py + cpu_tiny.py, cut to 3 steps with no checkpoints.
-training_args = dict(
-    _delete_=True,
-    do_train=True,
-    do_eval=False,
-    do_predict=False,
-    max_steps=3,
-    per_device_train_batch_size=2,
-    per_device_eval_batch_size=8,
-    learning_rate=1e-3,
-    weight_decay=0.0,
-    warmup_steps=0,
-    lr_scheduler_type='constant',
-    logging_steps=1,
-    save_strategy='no',
-    seed=42,
-    report_to=[],
-    remove_unused_columns=False,
-    predict_with_generate=True,
-    use_cpu=True,
-    dataloader_num_workers=0,
-)
-"""
+MODEL_BASE = REPO / 'config' / '_base_' / 'model' / 'llava_tiny.py'
+TRAIN_BASE = REPO / 'config' / '_base_' / 'train' / 'cpu_tiny.py'  # default.py with the CPU settings
 
 
-def save_png(path: Path, size, colour=(90, 140, 30)) -> None:
-    """A lossless non-square image of `size`, under the release's own file name (PIL reads by content)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.new('RGB', size, colour)
-    image.putpixel((0, 0), (255, 0, 0))
-    image.save(path, format='PNG')
+def experiment_config() -> str:
+    """The experiment file: the real mixture, with the tiny offline LLaVA of llava_tiny.py and the training
+    arguments of cpu_tiny.py in place of its own (read from those files; `_delete_` drops every 7B/GPU key),
+    changed only where this test needs it."""
+    model_args = Config.fromfile(str(MODEL_BASE)).model_args.to_dict()
+    model_args['conv_args']['max_length'] = 1024  # room for the longest mixture sample
+    training_args = Config.fromfile(str(TRAIN_BASE)).training_args.to_dict()
+    # 3 small steps, each loss logged (the run's checks); no checkpoints (cpu_tiny.py already says so).
+    training_args.update(max_steps=3, per_device_train_batch_size=2, logging_steps=1)
+    return (f'_base_ = [{str(CONFIG)!r}]\n'
+            f'model_args = {dict(_delete_=True, **model_args)!r}\n'
+            f'training_args = {dict(_delete_=True, **training_args)!r}\n')
 
 
-def write_json(path: Path, content) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(content, ensure_ascii=False), encoding='utf-8')
-    return str(path)
-
-
-def write_jsonl(path: Path, records) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in records), encoding='utf-8')
-
-
-def read_jsonl(path) -> list[dict]:
-    with open(path, encoding='utf-8') as f:
-        return [json.loads(line) for line in f]
+# Fixture images of this test: lossless, under each release's own file name.
+save_png = partial(helpers.save_png, colour=(90, 140, 30))
 
 
 # -- the official releases -------------------------------------------------------------------------
@@ -221,7 +180,7 @@ def write_llava_instruct(annotations: Path, coco: Path) -> None:
     samples = []
     for k, size in enumerate([(100, 60), (40, 70), (64, 48), (30, 45), (90, 50), (50, 80)]):
         name = f'{33471 + k:012d}.jpg'
-        save_png(coco / 'train2017' / name, size, (20 * k, 90, 200))
+        save_png(coco / 'train2017' / name, size, colour=(20 * k, 90, 200))
         first = 'What is in the picture?' if k % 2 else 'What colour is the image?'
         turns = [{'from': 'human', 'value': f'{first}\n<image>' if k % 2 else f'<image>\n{first}'},
                  {'from': 'gpt', 'value': 'The image is mostly blue with a red dot in the top left corner.'}]
@@ -291,7 +250,7 @@ def run(tmp_path_factory):
 
     # 3. an experiment file: the real mixture, a tiny CPU model, 3 steps
     experiment = tmp / 'shikra_mixture_tiny.py'
-    experiment.write_text(EXPERIMENT.format(config=str(CONFIG)))
+    experiment.write_text(experiment_config())
     cfg = Config.fromfile(str(experiment))
     expected_files, multitest_names = annotation_files(cfg), set(cfg.data_args.multitest)
 
