@@ -233,7 +233,6 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
     parser.add_argument('--per-image', action='store_true',
                         help='one record per image (its first caption, plus all captions in `captions`)')
     args = parser.parse_args(argv)
-    os.makedirs(args.out_dir, exist_ok=True)
     written = {}
     for split in args.splits:
         image_ids = read_split(os.path.join(args.split_dir or args.root, f'{split}.txt'))

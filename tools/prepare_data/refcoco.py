@@ -170,7 +170,6 @@ def main(argv=None) -> dict[str, int]:
                         help='drop ref3 train records whose image is in any val/test split of the three')
     args = parser.parse_args(argv)
 
-    os.makedirs(args.output_dir, exist_ok=True)
     converted, written = {}, {}
     for dataset, split_by in dict.fromkeys(args.datasets):
         converted[(dataset, split_by)] = convert(args.data_root, dataset, split_by)

@@ -151,7 +151,6 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
     sizes = header_size_reader(args.image_folder) if args.image_folder else None
     pointing = read_json(args.pointing, V7WFormatError)
     records = convert(pointing, extra, splits=args.splits, image_size=sizes, seed=args.seed)
-    os.makedirs(args.out_dir, exist_ok=True)
     written = {}
     for split in args.splits:
         path = os.path.join(args.out_dir, OUTPUT_NAME.format(split=split))

@@ -108,7 +108,6 @@ def main(argv=None) -> dict[str, int]:
 
     regions, images = read_json(args.region_descriptions, VGFormatError), read_json(args.image_data, VGFormatError)
     records, counts = convert(regions, images, args.min_size, args.region_descriptions, args.image_data)
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     write_jsonl(records, args.output)
     print(f"{args.output}: " + ', '.join(f'{k} {v}' for k, v in counts.items()))
     return counts

@@ -9,7 +9,6 @@ VQAv2 answers), `meta(index)`: a small JSON-able dict read without opening the i
 """
 from __future__ import annotations
 
-import json
 import os
 from abc import ABCMeta, abstractmethod
 
@@ -39,14 +38,6 @@ def check_path(path: str | None, key: str, kind: str = 'file') -> None:
     if not exists:
         raise MissingDataPathError(key, path, kind)
 
-
-def read_json(path: str):
-    """Read a whole JSON file; a syntax error names the file, line and column."""
-    with open(path, encoding='utf-8') as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise DataFileError(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
 
 
 class AnnotationDataset(Dataset, metaclass=ABCMeta):

@@ -22,8 +22,8 @@ import os
 from pycocotools.coco import COCO
 
 from ..root import DATASETS, IMAGE_PLACEHOLDER
-from ..utils.io import DataFileError
-from .base import AnnotationDataset, read_json
+from ..utils.io import DataFileError, read_json
+from .base import AnnotationDataset
 
 logger = logging.getLogger(__name__)
 KARPATHY_SPLITS = ('train', 'val', 'test', 'restval')

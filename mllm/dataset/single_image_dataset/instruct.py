@@ -22,9 +22,9 @@ import logging
 from PIL import Image
 
 from ..root import DATASETS, IMAGE_PLACEHOLDER
-from ..utils.io import DataFileError
+from ..utils.io import DataFileError, read_json
 from ..utils.transform import CLIP_MEAN_COLOR
-from .base import AnnotationDataset, read_json
+from .base import AnnotationDataset
 
 logger = logging.getLogger(__name__)
 TEXT_ONLY_MODES = ('skip', 'blank')

@@ -18,8 +18,8 @@ import os
 import string
 
 from ..root import DATASETS, IMAGE_PLACEHOLDER, QUESTION_PLACEHOLDER
-from ..utils.io import DataFileError
-from .base import AnnotationDataset, check_path, read_json
+from ..utils.io import DataFileError, read_json
+from .base import AnnotationDataset, check_path
 
 OPTION_LETTERS = string.ascii_uppercase
 VERSIONS = ('answer', 'solution', 'lecture_solution')

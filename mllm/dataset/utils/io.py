@@ -38,6 +38,15 @@ def read_jsonl(path: str) -> list[dict]:
     return records
 
 
+def read_json(path: str):
+    """Read a whole JSON file; a syntax error names the file, line and column."""
+    with open(path, encoding='utf-8') as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise DataFileError(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+
+
 def _has_scheme(path: str) -> bool:
     scheme, sep, _ = path.partition('://')
     return bool(sep) and scheme.isalnum()
