@@ -99,8 +99,9 @@ def test_trainer_passes_metas_to_the_metric_and_writes_them(tiny, tmp_path, monk
     preds = [tok('2', add_special_tokens=False)['input_ids'], tok('blue', add_special_tokens=False)['input_ids']]
     width = max(map(len, preds))
     pad = [p + [-100] * (width - len(p)) for p in preds]
+    rows = [[i, 0, *p] for i, p in enumerate(pad)]  # (sample index, skipped flag, generated tokens)
     monkeypatch.setattr(trainer, 'predict', lambda dataset, metric_key_prefix: PredictionOutput(
-        predictions=np.array(pad), label_ids=np.array(pad), metrics={}))
+        predictions=np.array(rows), label_ids=np.array(pad), metrics={}))
     metrics = trainer.predict_and_score(MetaDataset([0, 1]), ScoreWithMetas(), prefix='probe')
     assert metrics['probe_accuracy'] == 0.5
     lines = [json.loads(x) for x in open(tmp_path / 'probe_extra_prediction.jsonl')]
@@ -119,7 +120,7 @@ def test_a_verdict_may_not_hide_the_prediction_text(tiny, tmp_path, monkeypatch)
     trainer = MllmTrainer(model=model, args=args, processing_class=pre['text'])
     ids = np.array([pre['text']('2', add_special_tokens=False)['input_ids']])
     monkeypatch.setattr(trainer, 'predict', lambda dataset, metric_key_prefix: PredictionOutput(
-        predictions=ids, label_ids=ids, metrics={}))
+        predictions=np.array([[0, 0, *ids[0]]]), label_ids=ids, metrics={}))
     with pytest.raises(ValueError, match=r"ClashingMetric's verdicts use the reserved key\(s\) \['pred'\]"):
         trainer.predict_and_score([0], ClashingMetric(), prefix='probe')
     assert not (tmp_path / 'probe_extra_prediction.jsonl').exists()

@@ -1,6 +1,7 @@
 """Tiny end-to-end runs of finetune.py: train -> save -> reload -> predict -> metrics -> JSONL."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -11,7 +12,8 @@ from tests.helpers import read_jsonl
 
 pytestmark = pytest.mark.slow
 
-DEMO_CONFIG = os.path.join(os.path.dirname(__file__), '..', 'config', 'demo', 'shapes_rec_tiny_llava.py')
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO_CONFIG = os.path.join(REPO, 'config', 'demo', 'shapes_rec_tiny_llava.py')
 
 
 def _data_overrides(root):
@@ -95,18 +97,30 @@ def test_greedy_predictions_do_not_depend_on_batch_size(trained, tmp_path, model
         assert len({r['pred'] for r in one}) > 6
 
 
-def test_two_cpu_processes_predict_like_one(trained, tmp_path):
-    """accelerate MULTI_CPU (gloo), 2 ranks, 12 samples at batch 5: gathered in order, no padding duplicates."""
+LAUNCHERS = {
+    'torchrun': [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2'],
+    'accelerate': [sys.executable, '-m', 'accelerate.commands.launch', '--config_file',
+                   os.path.join(REPO, 'accelerate_config', 'cpu.yaml'), '--num_processes', '2'],
+}
+
+
+@pytest.mark.parametrize('launcher', sorted(LAUNCHERS))
+def test_two_cpu_processes_predict_like_one(trained, tmp_path, launcher):
+    """2 gloo ranks, 12 samples at batch 5 (shards of 7 and 5, the last batch padded with duplicates):
+    the gathered JSONL equals the 1-process one, in order, without the padding duplicates."""
     _, root = trained
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     single = _predict('tiny', root, str(tmp_path / 'one'), batch_size=5)
-    cmd = [sys.executable, '-m', 'accelerate.commands.launch', '--config_file',
-           os.path.join(repo, 'accelerate_config', 'cpu.yaml'), '--num_processes', '2',
-           os.path.join(repo, 'mllm', 'pipeline', 'finetune.py'), DEMO_CONFIG, '--cfg-options', *_data_overrides(root),
-           'model_args.model_name_or_path=tiny', '--do_train', 'False', '--per_device_eval_batch_size', '5',
-           '--output_dir', str(tmp_path / 'two')]
-    subprocess.run(cmd, check=True, cwd=repo, env=dict(os.environ, HF_HUB_OFFLINE='1'), capture_output=True)
-    double = read_jsonl(str(tmp_path / 'two' / 'multitest_shapes_test_extra_prediction.jsonl'))
+    cmd = [*LAUNCHERS[launcher], os.path.join(REPO, 'mllm', 'pipeline', 'finetune.py'), DEMO_CONFIG,
+           '--cfg-options', *_data_overrides(root), 'model_args.model_name_or_path=tiny',
+           '--do_train', 'False', '--per_device_eval_batch_size', '5', '--output_dir', str(tmp_path / 'two')]
+    run = subprocess.run(cmd, cwd=REPO, env=dict(os.environ, HF_HUB_OFFLINE='1'), capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    ranks = sorted(set(re.findall(r'rank (\d+) of (\d+) \(DistributedType\.(\w+)\)', run.stderr)))
+    assert ranks == [('0', '2', 'MULTI_CPU'), ('1', '2', 'MULTI_CPU')], run.stderr[-3000:]
+    for prefix in ('multitest_shapes_test', 'eval'):
+        double = read_jsonl(str(tmp_path / 'two' / f'{prefix}_extra_prediction.jsonl'))
+        assert [r['id'] for r in double] == list(range(12))
+        assert double == read_jsonl(str(tmp_path / 'one' / f'{prefix}_extra_prediction.jsonl'))
     assert double == single
 
 

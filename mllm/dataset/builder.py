@@ -3,8 +3,10 @@
 `data_args.train / validation / test` each hold one dataset config (`type` = a DATASETS entry or
 a mixture: `ConcatDataset` / `InterleaveDataset` with `cfgs=[...]`, `SubsetDataset` / `HoldoutSplit`
 with `cfg=...`).
-Leaf datasets are wrapped in `SingleImageConvDataset` with the model's conversation settings
-(`model_args.conv_args`).
+Two steps, so that data paths are checked before a model is loaded: `build_raw_data` builds every
+raw dataset (no model needed) into a tree of `RawNode`s; `prepare_data` then wraps the leaves in
+`SingleImageConvDataset` with the model's conversation settings (`model_args.conv_args`) and
+rebuilds the mixtures around them. Evaluation leaves get `data_args.on_bad_sample`.
 
 Data paths name roots: `'{coco}/train2014'` is expanded from `data_args.roots.coco`, so one
 `--cfg-options data_args.roots.coco=/data/coco` points every COCO-based dataset at a copy. A path
@@ -23,7 +25,7 @@ from .. import metrics  # noqa: F401  (registers the metrics)
 from ..config import ConfigError
 from . import single_image_dataset  # noqa: F401  (registers the datasets)
 from .root import DATASETS, FUNCTIONS, METRICS
-from .single_image_conversation import SingleImageConvDataset
+from .single_image_conversation import BAD_SAMPLE_POLICIES, SingleImageConvDataset
 from .single_image_dataset.base import MissingDataPathError
 from .utils.mixture import ConcatDataset, HoldoutSplit, InterleaveDataset, SubsetDataset
 
@@ -57,8 +59,10 @@ def _plain(cfg) -> dict:
     return cfg.to_dict() if isinstance(cfg, ConfigDict) else dict(cfg)
 
 
-def build_from_registry(registry, cfg: dict, where: str):
-    """`registry.build(cfg)` with errors that name the config key and suggest the closest names."""
+def build_from_registry(registry, cfg: dict, where: str, extra: dict | None = None):
+    """`registry.build(cfg)` with errors that name the config key and suggest the closest names.
+
+    `extra`: constructor arguments that are objects, not config values (e.g. the model's formatter)."""
     cfg = _plain(cfg)
     kind = cfg.get('type')
     if kind not in registry.module_dict:
@@ -73,6 +77,8 @@ def build_from_registry(registry, cfg: dict, where: str):
                 close = difflib.get_close_matches(key, list(params), n=1)
                 hint = f" Did you mean '{close[0]}'?" if close else ''
                 raise ConfigError(f"{where}: {kind} has no argument '{key}'.{hint}")
+    if extra:
+        return cls(**{k: v for k, v in cfg.items() if k != 'type'}, **extra)
     return registry.build(cfg)
 
 
@@ -88,26 +94,59 @@ def build_raw_dataset(cfg: dict, roots: dict, where: str):
         raise ConfigError(f"{where}.{e.key}: {e.kind} not found: {e.path}. Set it with {fix}") from None
 
 
-def build_conv_dataset(cfg, preprocessor: dict, conv_args: dict, mode: str, where: str, roots: dict | None = None):
+class RawNode:
+    """A built raw dataset (leaf) or a mixture of nodes, waiting for the model's preprocessing."""
+
+    def __init__(self, kind: str, where: str, raw=None, name=None, children=(), kwargs=None):
+        self.kind, self.where, self.raw, self.name = kind, where, raw, name
+        self.children, self.kwargs = list(children), dict(kwargs or {})
+
+
+def build_raw_tree(cfg, where: str, roots: dict | None = None) -> RawNode:
+    """Build every raw dataset named in `cfg` (paths checked, records read); no model needed."""
     cfg = _plain(cfg)
     roots = roots or {}
     kind = cfg.pop('type', None)
     if kind in WRAPPERS:
-        child = build_conv_dataset(cfg.pop('cfg'), preprocessor, conv_args, mode, f"{where}.cfg", roots)
-        return MIXTURES[kind](child, **cfg)
+        child = build_raw_tree(cfg.pop('cfg'), f"{where}.cfg", roots)
+        return RawNode(kind, where, children=[child], kwargs=cfg)
     if kind in MIXTURES:
-        children = [build_conv_dataset(c, preprocessor, conv_args, mode, f"{where}.cfgs[{k}]", roots)
-                    for k, c in enumerate(cfg.pop('cfgs'))]
-        return MIXTURES[kind](children, **cfg)
+        children = [build_raw_tree(c, f"{where}.cfgs[{k}]", roots) for k, c in enumerate(cfg.pop('cfgs'))]
+        return RawNode(kind, where, children=children, kwargs=cfg)
     name = cfg.pop('name', None)
     raw = build_raw_dataset(dict(cfg, type=kind), roots, where)
     if name is None:
         name = kind + (f"({os.path.basename(cfg['filename'])})" if 'filename' in cfg else '')
-    return SingleImageConvDataset(raw, preprocessor, mode=mode, name=name, **conv_args)
+    return RawNode('leaf', where, raw=raw, name=name)
 
 
-def build_metric(cfg, where: str):
-    return build_from_registry(METRICS, cfg, where) if cfg else None
+def wrap_raw_tree(node: RawNode, preprocessor: dict, conv_args: dict, mode: str):
+    """The model-ready dataset of a raw tree: leaves wrapped in SingleImageConvDataset, mixtures rebuilt."""
+    if node.kind == 'leaf':
+        return SingleImageConvDataset(node.raw, preprocessor, mode=mode, name=node.name, **conv_args)
+    children = [wrap_raw_tree(c, preprocessor, conv_args, mode) for c in node.children]
+    if node.kind in WRAPPERS:
+        return MIXTURES[node.kind](children[0], **node.kwargs)
+    return MIXTURES[node.kind](children, **node.kwargs)
+
+
+def build_conv_dataset(cfg, preprocessor: dict, conv_args: dict, mode: str, where: str, roots: dict | None = None):
+    return wrap_raw_tree(build_raw_tree(cfg, where, roots), preprocessor, conv_args, mode)
+
+
+def build_metric(cfg, where: str, box_formatter=None):
+    """A METRICS entry. The model's box formatter is injected into every metric that takes a
+    `box_formatter`, so predictions are parsed with the grammar the training text was written in."""
+    if not cfg:
+        return None
+    cfg = _plain(cfg)
+    cls = METRICS.module_dict.get(cfg.get('type'))
+    if box_formatter is None or cls is None or 'box_formatter' not in inspect.signature(cls).parameters:
+        return build_from_registry(METRICS, cfg, where)
+    if 'box_formatter' in cfg:
+        raise ConfigError(f"{where}.box_formatter: metrics receive the model's formatter "
+                          f"(model_args.target_processor.boxes); set it there")
+    return build_from_registry(METRICS, cfg, where, extra={'box_formatter': box_formatter})
 
 
 def run_prepare_steps(data_args) -> None:
@@ -118,21 +157,53 @@ def run_prepare_steps(data_args) -> None:
         build_from_registry(FUNCTIONS, step, f'data_args.prepare[{k}]')
 
 
-def prepare_data(data_args, model_args, preprocessor: dict) -> dict:
-    """Return {'train', 'validation', 'test': dataset or None, 'compute_metric', 'multitest'}."""
-    conv_args = _plain(model_args.get('conv_args') or {})
+DATA_ARGS_KEYS = ('roots', 'prepare', 'train', 'validation', 'test', 'multitest', 'compute_metric',
+                  'collator_kwargs', 'gen_kwargs', 'on_bad_sample')
+SPLITS = (('train', 'train'), ('validation', 'eval'), ('test', 'eval'))
+
+
+def check_data_args(data_args) -> None:
+    for key in data_args:
+        if key not in DATA_ARGS_KEYS:
+            close = difflib.get_close_matches(key, DATA_ARGS_KEYS, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ''
+            raise ConfigError(f"data_args: unknown key '{key}'.{hint} Valid keys: {', '.join(DATA_ARGS_KEYS)}")
+    policy = data_args.get('on_bad_sample', 'raise')
+    if policy not in BAD_SAMPLE_POLICIES:
+        raise ConfigError(f"data_args.on_bad_sample: {policy!r} is not one of {BAD_SAMPLE_POLICIES}")
+
+
+def build_raw_data(data_args) -> dict:
+    """Every raw dataset of the run, built before any model: a missing path fails in seconds.
+
+    Returns {'train' / 'validation' / 'test': RawNode or None, 'multitest': {name: RawNode}}.
+    """
+    check_data_args(data_args)
     roots = _plain(data_args.get('roots') or {})
-    out = {}
-    for split, mode in (('train', 'train'), ('validation', 'eval'), ('test', 'eval')):
-        cfg = data_args.get(split)
-        where = f'data_args.{split}'
-        out[split] = build_conv_dataset(cfg, preprocessor, conv_args, mode, where, roots) if cfg else None
-    out['compute_metric'] = build_metric(data_args.get('compute_metric'), 'data_args.compute_metric')
+    raw = {split: build_raw_tree(data_args[split], f'data_args.{split}', roots) if data_args.get(split) else None
+           for split, _ in SPLITS}
+    raw['multitest'] = {name: build_raw_tree(entry['cfg'], f'data_args.multitest.{name}.cfg', roots)
+                        for name, entry in (data_args.get('multitest') or {}).items()}
+    return raw
+
+
+def prepare_data(data_args, model_args, preprocessor: dict, raw: dict | None = None) -> dict:
+    """Return {'train', 'validation', 'test': dataset or None, 'compute_metric', 'multitest'}.
+
+    `raw` (from `build_raw_data`) is built here when not given.
+    """
+    raw = raw if raw is not None else build_raw_data(data_args)
+    conv_args = _plain(model_args.get('conv_args') or {})
+    eval_args = dict(conv_args, on_bad_sample=data_args.get('on_bad_sample', 'raise'))
+    box_formatter = preprocessor.get('target')
+    out = {split: wrap_raw_tree(raw[split], preprocessor, conv_args if mode == 'train' else eval_args, mode)
+           if raw[split] else None for split, mode in SPLITS}
+    out['compute_metric'] = build_metric(data_args.get('compute_metric'), 'data_args.compute_metric', box_formatter)
     out['multitest'] = {}
     for name, entry in (data_args.get('multitest') or {}).items():
         where = f'data_args.multitest.{name}'
         out['multitest'][name] = {
-            'dataset': build_conv_dataset(entry['cfg'], preprocessor, conv_args, 'eval', where + '.cfg', roots),
-            'compute_metric': build_metric(entry.get('compute_metric'), where + '.compute_metric'),
+            'dataset': wrap_raw_tree(raw['multitest'][name], preprocessor, eval_args, 'eval'),
+            'compute_metric': build_metric(entry.get('compute_metric'), where + '.compute_metric', box_formatter),
         }
     return out

@@ -1,13 +1,22 @@
 """`SingleImageConvDataset`: one canonical item -> the tensors a LLaVA-style model consumes.
 
 Steps per item: validate -> transform (expand to square, boxes shifted) -> normalise boxes/points
-and write them into the text -> fill the conversation template -> tokenise -> mask labels ->
-expand each `<image>` into the model's number of image tokens -> process the image.
+and write them into the text -> fill the conversation template -> tokenise (the tokenizer's BOS
+added exactly once, by us) -> mask labels -> expand each `<image>` into the model's number of image
+tokens -> process the images. An item may hold zero images (`'image': []`, text-only
+conversations), one, or several; every image is transformed and processed on its own.
 
 Labels come from character spans (the template marks the assistant answers) mapped onto tokens
 through the tokenizer's offsets, so masking never depends on re-tokenising pieces of the prompt.
-A sample whose answer cannot be mapped onto tokens, or loses all its answer tokens to
-truncation, is skipped, logged by name and counted in `skipped` — never trained on as all -100.
+
+Bad samples:
+- training: a sample whose answer cannot be mapped onto tokens, or loses all its answer tokens to
+  truncation, is replaced by the next one, logged by name and counted in `skipped`; never trained on
+  as all -100. Other malformed items raise.
+- evaluation/prediction: never substituted (the prediction of sample i must be scored against
+  sample i). `on_bad_sample='raise'` (default) raises an error naming the sample;
+  `on_bad_sample='skip'` returns a one-token stand-in marked with `skipped` (the reason), which the
+  trainer writes as `{"id": i, "skipped": reason}` and counts in `<prefix>_skipped`.
 """
 from __future__ import annotations
 
@@ -18,14 +27,25 @@ from torch.utils.data import Dataset
 
 from .process_function.conv_template import get_conv_template
 from .root import IGNORE_INDEX, IMAGE_PLACEHOLDER, TRANSFORMS
+from .utils.io import DataFileError
 from .utils.transform import norm_box_xyxy, norm_point_xy
 from .validation import InvalidSampleError, validate_item
 
 logger = logging.getLogger(__name__)
 
+BAD_SAMPLE_POLICIES = ('raise', 'skip')
+
 
 class MisalignedSampleError(InvalidSampleError):
     """The assistant answer of a sample cannot be mapped onto whole tokens."""
+
+
+def item_images(item: dict) -> list:
+    """The images of an item as a list: [] for a text-only item (`image` missing, None or [])."""
+    image = item.get('image')
+    if image is None:
+        return []
+    return list(image) if isinstance(image, (list, tuple)) else [image]
 
 
 class SingleImageConvDataset(Dataset):
@@ -35,13 +55,17 @@ class SingleImageConvDataset(Dataset):
           'eval'  -> prompt ending with the assistant role, `labels` holds the reference answer.
     preprocessor: dict with `text` (tokenizer), `image` (image processor), `target` (box
     formatter), `num_image_tokens` and `image_token`.
+    on_bad_sample: what evaluation does with a sample that cannot be rendered ('raise' | 'skip').
     """
 
     def __init__(self, dataset, preprocessor: dict, mode: str = 'train', name: str | None = None,
                  conv_template: str = 'vicuna_v1.1', conv_overrides: dict | None = None,
-                 transform: dict | None = None, max_length: int = 2048, box_tolerance: float = 1.0):
+                 transform: dict | None = None, max_length: int = 2048, box_tolerance: float = 1.0,
+                 on_bad_sample: str = 'raise'):
         if mode not in ('train', 'eval'):
             raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
+        if on_bad_sample not in BAD_SAMPLE_POLICIES:
+            raise ValueError(f"on_bad_sample must be one of {BAD_SAMPLE_POLICIES}, got {on_bad_sample!r}")
         self.dataset = dataset
         self.mode = mode
         self.name = name or type(dataset).__name__
@@ -54,9 +78,13 @@ class SingleImageConvDataset(Dataset):
         if self.image_token_id is None or self.image_token_id == self.tokenizer.unk_token_id:
             raise ValueError(f"tokenizer has no '{self.image_token}' token")
         self.template = get_conv_template(conv_template, **(conv_overrides or {}))
+        # Checked here, at load: generation must be able to stop where the template ends a turn.
+        self.stop_token_ids = self.template.resolve_stop_token_ids(self.tokenizer)
+        self.bos_token_id = self.tokenizer.bos_token_id
         self.transform = TRANSFORMS.build(transform) if transform else None
         self.max_length = max_length
         self.box_tolerance = box_tolerance
+        self.on_bad_sample = on_bad_sample
         self.skipped: list[str] = []
 
     def __len__(self):
@@ -66,8 +94,23 @@ class SingleImageConvDataset(Dataset):
         """The raw dataset's per-sample facts for metrics (e.g. all VQAv2 answers); {} if it has none."""
         return self.dataset.meta(index) if hasattr(self.dataset, 'meta') else {}
 
+    def set_epoch(self, epoch: int) -> None:
+        """Forwarded to the raw dataset (question phrasings are drawn per epoch)."""
+        if hasattr(self.dataset, 'set_epoch'):
+            self.dataset.set_epoch(epoch)
+
+    def lengths(self):
+        """Estimated tokens per sample without opening images (negative: text-only); see dataset/lengths.py."""
+        from .lengths import conv_dataset_lengths  # lazily: only length-grouped sampling needs it
+
+        return conv_dataset_lengths(self)
+
     def __getitem__(self, index):
-        # A misaligned sample is replaced by the next one (deterministically) and recorded.
+        if not 0 <= index < len(self):  # no wrap-around: iteration must end, samplers must not hang
+            raise IndexError(f"{self.name}: index {index} out of range for {len(self)} samples")
+        if self.mode == 'eval':
+            return self._eval_sample(index)
+        # Training: a misaligned sample is replaced by the next one (deterministically) and recorded.
         for offset in range(len(self)):
             i = (index + offset) % len(self)
             try:
@@ -77,27 +120,46 @@ class SingleImageConvDataset(Dataset):
                 logger.warning('skipping sample: %s (skipped so far: %d)', e, len(self.skipped))
         raise RuntimeError(f"{self.name}: every sample was skipped as misaligned")
 
+    def _eval_sample(self, index: int) -> dict:
+        try:
+            return self.process(index)
+        except (InvalidSampleError, DataFileError) as e:
+            if self.on_bad_sample == 'raise':
+                raise type(e)(f"{e} (evaluation never substitutes a sample; set data_args.on_bad_sample='skip' to "
+                              f"record it as skipped instead)") from None
+            logger.warning('evaluation: skipping %s', e)
+            return self.skipped_sample(str(e))
+
+    def skipped_sample(self, reason: str) -> dict:
+        """A one-token stand-in that keeps the sample's place in the batch; its prediction is discarded."""
+        first = self.bos_token_id if self.bos_token_id is not None else self.tokenizer.pad_token_id
+        return {'input_ids': torch.tensor([first], dtype=torch.long), 'pixel_values': None,
+                'labels': torch.zeros(0, dtype=torch.long), 'skipped': reason}
+
     # -- steps ---------------------------------------------------------------------------------
     def process(self, index: int) -> dict:
         item = self.dataset[index]
-        images = item['image'] if isinstance(item['image'], (list, tuple)) else [item['image']]
+        images = item_images(item)
         validate_item(item, self.name, index, image_size=images[0].size if len(images) == 1 else None,
                       box_tolerance=self.box_tolerance)
         where = f"{self.name}[{index}]" + (f" ({item['source']})" if item.get('source') else '')
         target = item.get('target') or {}
+        if not images and (target.get('boxes') or target.get('points')):
+            raise InvalidSampleError(f"{where}: boxes/points given but the item has no image to refer to")
         if self.transform is not None:
+            # Boxes and points refer to the first image (the canonical format has one target).
             transformed = [self.transform(img, target if k == 0 else None) for k, img in enumerate(images)]
             images = [img for img, _ in transformed]
-            target = transformed[0][1] or target
+            target = (transformed[0][1] if transformed else None) or target
         if self.mode == 'train' and any(t['from'] == 'gpt' and not t['value'].strip() for t in item['conversations']):
             raise InvalidSampleError(f"{where}: an assistant turn is empty, nothing to train on (prediction-only "
                                      f"datasets such as PureVQADataset belong in test/multitest, not train)")
-        conversations = self.format_targets(item['conversations'], target, images[0].size)
+        conversations = self.format_targets(item['conversations'], target, images[0].size if images else None)
         conversations = self._ensure_image_placeholders(conversations, len(images), where)
         text, spans, reference = self.template.render(conversations, for_generation=self.mode == 'eval')
-        input_ids, labels = self.tokenize(text, spans, where)
-        pixel_values = self.image_processor(images=images, return_tensors='pt')['pixel_values']
-        sample = {'input_ids': input_ids, 'pixel_values': pixel_values}
+        # Evaluation: earlier answers are context, not targets; their token alignment does not matter.
+        input_ids, labels = self.tokenize(text, spans if self.mode == 'train' else [], where)
+        sample = {'input_ids': input_ids, 'pixel_values': self.process_images(images)}
         if self.mode == 'train':
             sample['labels'] = labels
         else:
@@ -105,7 +167,15 @@ class SingleImageConvDataset(Dataset):
             sample['labels'] = torch.tensor(ref_ids, dtype=torch.long)
         return sample
 
+    def process_images(self, images) -> torch.Tensor | None:
+        """(num_images, C, H, W), each image processed on its own; None for a text-only sample."""
+        if not images:
+            return None
+        return torch.cat([self.image_processor(images=image, return_tensors='pt')['pixel_values'] for image in images])
+
     def format_targets(self, conversations, target, image_size):
+        if image_size is None:  # text-only: nothing to normalise (process() refused boxes without an image)
+            return [dict(turn, value=self.formatter(turn['value'])) for turn in conversations]
         width, height = image_size
         boxes = [norm_box_xyxy(b, width, height) for b in target.get('boxes') or []]
         points = [norm_point_xy(p, width, height) for p in target.get('points') or []]
@@ -115,7 +185,7 @@ class SingleImageConvDataset(Dataset):
     @staticmethod
     def _ensure_image_placeholders(conversations, num_images, where):
         found = sum(turn['value'].count(IMAGE_PLACEHOLDER) for turn in conversations)
-        if found == 0:
+        if found == 0 and num_images:
             # LLaVA convention: a conversation without the placeholder sees its image(s) first.
             first = dict(conversations[0], value=IMAGE_PLACEHOLDER * num_images + ' ' + conversations[0]['value'])
             return [first, *conversations[1:]]
@@ -123,12 +193,24 @@ class SingleImageConvDataset(Dataset):
             raise InvalidSampleError(f"{where}: {found} {IMAGE_PLACEHOLDER} placeholders for {num_images} images")
         return conversations
 
+    def _encode(self, text: str):
+        """(ids, offsets) with the tokenizer's BOS exactly once at the start.
+
+        The tokenizer's own special-token post-processing is off (some tokenizers saved with LLaVA
+        checkpoints add no BOS, others add BOS and EOS); the BOS is prepended here instead, unless the
+        text itself already starts with it.
+        """
+        enc = self.tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
+        ids, offsets = list(enc['input_ids']), list(enc['offset_mapping'])
+        if self.bos_token_id is not None and (not ids or ids[0] != self.bos_token_id):
+            ids, offsets = [self.bos_token_id, *ids], [(0, 0), *offsets]
+        return ids, offsets
+
     def tokenize(self, text: str, spans, where: str):
-        enc = self.tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
-        ids, offsets = enc['input_ids'], enc['offset_mapping']
+        ids, offsets = self._encode(text)
         labels = [IGNORE_INDEX] * len(ids)
         for start, end in spans:
-            hit = False
+            hit = None
             for t, (s, e) in enumerate(offsets):
                 if e <= s or e <= start or s >= end:
                     continue
@@ -137,9 +219,14 @@ class SingleImageConvDataset(Dataset):
                         f"{where}: token {self.tokenizer.convert_ids_to_tokens(ids[t])!r} spans both prompt "
                         f"and answer text; the answer cannot be masked exactly")
                 labels[t] = ids[t]
-                hit = True
-            if not hit:
+                hit = t
+            if hit is None:
                 raise MisalignedSampleError(f"{where}: the answer at characters {start}-{end} maps to no token")
+            if ids[hit] not in self.stop_token_ids:
+                # The model would learn to end its answers with a token generation does not stop at.
+                raise MisalignedSampleError(
+                    f"{where}: the answer ends with token {self.tokenizer.convert_ids_to_tokens(ids[hit])!r}, not "
+                    f"with the template's end of turn {self.template.end_of_turn!r} (ids {self.stop_token_ids})")
         ids, labels = self._expand_image_tokens(ids, labels)
         if len(ids) > self.max_length:
             image_positions = [t for t, v in enumerate(ids) if v == self.image_token_id]

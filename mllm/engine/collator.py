@@ -2,7 +2,13 @@
 
 Generation appends tokens at the right end of every row, so prompts must end at the same column:
 left padding. Training pads on the right and masks the padding in `labels`. Image tensors of all
-samples are concatenated along the first axis (a sample may hold several images).
+samples are concatenated along the first axis in sample order (a sample may hold zero, one or several
+images; the model splices them into the image-token positions in the same order). A batch without
+any image has no `pixel_values`.
+
+Generation batches also carry `sample_index` (the position of each sample in the dataset being
+predicted, when the trainer's index wrapper provides it) and `skipped` (1 for the stand-in of a
+sample the dataset skipped), so predictions can be put back in dataset order after gathering.
 
 `trim_logits` (training only): no loss is taken before the first answer token of the batch, so the
 model is asked for logits of the last K positions only (`logits_to_keep`, which transformers'
@@ -42,8 +48,14 @@ class Collator:
         batch = {
             'input_ids': _pad(ids, self.pad_token_id, self.padding_side),
             'attention_mask': _pad([torch.ones_like(i) for i in ids], 0, self.padding_side),
-            'pixel_values': torch.cat([s['pixel_values'] for s in samples], dim=0),
         }
+        images = [s['pixel_values'] for s in samples if s.get('pixel_values') is not None]
+        if images:
+            batch['pixel_values'] = torch.cat(images, dim=0)
+        if 'sample_index' in samples[0]:
+            batch['sample_index'] = torch.tensor([s['sample_index'] for s in samples], dtype=torch.long)
+        if any('skipped' in s for s in samples) or 'sample_index' in samples[0]:
+            batch['skipped'] = torch.tensor([int('skipped' in s) for s in samples], dtype=torch.long)
         if 'labels' in samples[0]:
             # Reference answers of generation batches are right-padded: they are only decoded.
             batch['labels'] = _pad([s['labels'] for s in samples], IGNORE_INDEX, 'right')

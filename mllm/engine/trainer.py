@@ -2,31 +2,63 @@
 
 - training batches use the right-padding collator, evaluation/prediction batches the left-padding
   one (generation needs prompts aligned at the right);
-- `prediction_step` generates with the config's `gen_kwargs` and returns only the new tokens;
-- `evaluate` / `predict_and_score` decode predictions and references, score them with a METRICS
-  entry (given each sample's `dataset.meta(i)` too, e.g. the ten VQAv2 answers), and write one
-  JSONL line per sample (dataset order, rank 0, overwritten on re-runs) with the metric's verdict,
-  plus `<prefix>_results.json`.
+- `prediction_step` generates with the run's merged generation settings (engine/generation.py) and
+  returns, per sample, its dataset index, whether the dataset skipped it, and the new tokens;
+- `evaluate` / `predict_and_score` gather every rank's rows, drop the duplicates that pad an uneven
+  last batch, restore dataset order, decode, score with a METRICS entry (given each sample's
+  `dataset.meta(i)` too, e.g. the ten VQAv2 answers), and write one JSONL line per sample (dataset
+  order, rank 0, overwritten on re-runs) with the metric's verdict, plus `<prefix>_results.json`.
+
+Skipped evaluation samples (`data_args.on_bad_sample='skip'`) are written as `{"id": i, "skipped":
+reason}` and counted in `<prefix>_skipped`. They stay in the metric's denominator, scored as an empty
+answer (so skipping can never raise a score), unless the metric sets `exclude_skipped = True`.
 """
 from __future__ import annotations
 
 import inspect
 import json
+import logging
 import os
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 from transformers import Seq2SeqTrainer
 
 from ..dataset.root import IGNORE_INDEX
+from .generation import describe, merge_generation_settings
+
+logger = logging.getLogger('mllm')
+
+# Columns in front of the generated tokens of every prediction row.
+INDEX_COLUMN, SKIPPED_COLUMN, TOKENS_START = 0, 1, 2
+RESERVED_VERDICT_KEYS = {'id', 'pred', 'target', 'meta', 'skipped'}
+
+
+class IndexedDataset(Dataset):
+    """Adds `sample_index` to every sample, so gathered predictions can be put back in dataset order."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        return dict(self.dataset[index], sample_index=index)
 
 
 class MllmTrainer(Seq2SeqTrainer):
-    def __init__(self, *args, eval_collator=None, gen_kwargs=None, compute_metric=None, **kwargs):
+    def __init__(self, *args, eval_collator=None, gen_kwargs=None, compute_metric=None, stop_token_ids=None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.eval_collator = eval_collator
-        self.gen_kwargs = dict(gen_kwargs or {})
         self.compute_metric = compute_metric
+        model = self.accelerator.unwrap_model(self.model)
+        self.generation_config, sources = merge_generation_settings(
+            getattr(model, 'generation_config', None), self.args, gen_kwargs, stop_token_ids)
+        if self.args.process_index == 0:
+            logger.info(describe(self.generation_config, sources))
 
     # -- data ----------------------------------------------------------------------------------
     def _get_dataloader(self, dataset, description, batch_size, sampler_fn=None, is_training=False,
@@ -43,53 +75,95 @@ class MllmTrainer(Seq2SeqTrainer):
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
         inputs = self._prepare_inputs(inputs)
         references = inputs.pop('labels', None)
-        kwargs = {**self.gen_kwargs, **gen_kwargs}
+        sample_index = inputs.pop('sample_index', None)
+        skipped = inputs.pop('skipped', None)
+        batch = inputs['input_ids'].shape[0]
         with torch.no_grad():
-            output = self.accelerator.unwrap_model(self.model).generate(**inputs, **kwargs)
+            output = self.accelerator.unwrap_model(self.model).generate(
+                **inputs, generation_config=self.generation_config, **gen_kwargs)
         new_tokens = output[:, inputs['input_ids'].shape[1]:]
-        if new_tokens.shape[1] == 0:  # keep a column so batches concatenate
-            new_tokens = torch.full((output.shape[0], 1), IGNORE_INDEX, device=output.device)
-        return None, new_tokens, references
+        if sample_index is None:
+            sample_index = torch.full((batch,), -1, dtype=torch.long, device=output.device)
+        if skipped is None:
+            skipped = torch.zeros(batch, dtype=torch.long, device=output.device)
+        prefix = torch.stack([sample_index.to(output.device), skipped.to(output.device)], dim=1)
+        rows = torch.cat([prefix.to(new_tokens.dtype), new_tokens], dim=1)
+        return None, rows, references
 
     def _decode(self, token_array) -> list[str]:
         tokenizer = self.processing_class
         array = np.where(token_array == IGNORE_INDEX, tokenizer.pad_token_id, token_array)
         return [text.strip() for text in tokenizer.batch_decode(array, skip_special_tokens=True)]
 
+    def _in_dataset_order(self, predictions: np.ndarray, references: np.ndarray, num_samples: int):
+        """Rows of the gathered arrays, one per dataset index in order (padding duplicates dropped)."""
+        index = predictions[:, INDEX_COLUMN]
+        if (index < 0).any():
+            raise RuntimeError('prediction rows carry no sample index: the dataset was not wrapped in IndexedDataset')
+        _, first = np.unique(index, return_index=True)  # sorted by index; first occurrence of each
+        found = index[first]
+        if len(found) != num_samples or found[0] != 0 or found[-1] != num_samples - 1:
+            missing = sorted(set(range(num_samples)) - set(found.tolist()))[:10]
+            raise RuntimeError(f"gathered predictions cover {len(found)} of {num_samples} samples; missing e.g. {missing}")
+        return predictions[first], references[first]
+
     def predict_and_score(self, dataset, compute_metric=None, prefix: str = 'test') -> dict:
         """Generate for every sample of `dataset`, score, write `<prefix>_extra_prediction.jsonl`."""
         if dataset is None:
             split = {'eval': 'validation', 'test': 'test'}.get(prefix, prefix)
             raise ValueError(f"'{prefix}' was asked for but no dataset is configured: set data_args.{split}")
-        output = self.predict(dataset, metric_key_prefix=prefix)
-        predictions = self._decode(output.predictions)
-        references = self._decode(output.label_ids)
+        output = self.predict(IndexedDataset(dataset), metric_key_prefix=prefix)
+        rows, label_rows = self._in_dataset_order(output.predictions, output.label_ids, len(dataset))
+        predictions = self._decode(rows[:, TOKENS_START:])
+        references = self._decode(label_rows)
+        skipped = {int(i): None for i in np.flatnonzero(rows[:, SKIPPED_COLUMN])}
         metrics = {k: v for k, v in output.metrics.items() if k.endswith(('_runtime', '_samples_per_second'))}
-        verdicts = [{} for _ in predictions]
+        for i in skipped:  # re-rendered here to read the reason; only skipped samples pay for it
+            skipped[i] = dataset[i].get('skipped', 'skipped')
+            predictions[i] = ''
+        metrics[f'{prefix}_skipped'] = len(skipped)
+        if skipped:
+            logger.warning('%s: %d of %d samples were skipped; first: %s', prefix, len(skipped), len(dataset),
+                           next(iter(skipped.values())))
         metas = [dataset.meta(i) for i in range(len(dataset))] if hasattr(dataset, 'meta') else [{}] * len(predictions)
+        verdicts = [{} for _ in predictions]
         if compute_metric is not None:
-            if 'metas' in inspect.signature(compute_metric).parameters:
-                scores, verdicts = compute_metric(predictions, references, metas=metas)
-            else:
-                scores, verdicts = compute_metric(predictions, references)
+            scores, scored = self._score(compute_metric, predictions, references, metas, skipped)
+            for i, verdict in scored.items():
+                verdicts[i] = verdict
             metrics.update({f'{prefix}_{k}': v for k, v in scores.items()})
-            clash = {'id', 'pred', 'target', 'meta'} & {k for v in verdicts for k in v}
-            if clash:  # a verdict must not hide the generated text or the reference in the JSONL
-                raise ValueError(f"{type(compute_metric).__name__}'s verdicts use the reserved key(s) {sorted(clash)}")
         if self.is_world_process_zero():
-            self._write_predictions(prefix, predictions, references, verdicts, metas)
+            self._write_predictions(prefix, predictions, references, verdicts, metas, skipped)
             self.save_metrics(prefix, metrics, combined=False)
         self.log_metrics(prefix, metrics)
         return metrics
 
-    def _write_predictions(self, prefix, predictions, references, verdicts, metas):
+    @staticmethod
+    def _score(compute_metric, predictions, references, metas, skipped):
+        """(scores, {index: verdict}); skipped samples are scored as empty answers unless the metric excludes them."""
+        keep = [i for i in range(len(predictions))
+                if not (getattr(compute_metric, 'exclude_skipped', False) and i in skipped)]
+        args = ([predictions[i] for i in keep], [references[i] for i in keep])
+        if 'metas' in inspect.signature(compute_metric).parameters:
+            scores, verdicts = compute_metric(*args, metas=[metas[i] for i in keep])
+        else:
+            scores, verdicts = compute_metric(*args)
+        clash = RESERVED_VERDICT_KEYS & {k for v in verdicts for k in v}
+        if clash:  # a verdict must not hide the generated text or the reference in the JSONL
+            raise ValueError(f"{type(compute_metric).__name__}'s verdicts use the reserved key(s) {sorted(clash)}")
+        return scores, dict(zip(keep, verdicts, strict=True))
+
+    def _write_predictions(self, prefix, predictions, references, verdicts, metas, skipped):
         os.makedirs(self.args.output_dir, exist_ok=True)
         path = os.path.join(self.args.output_dir, f'{prefix}_extra_prediction.jsonl')
         with open(path, 'w', encoding='utf-8') as f:  # 'w': a re-run replaces, never appends
             for i, (pred, ref, verdict, meta) in enumerate(zip(predictions, references, verdicts, metas, strict=True)):
-                line = {'id': i, 'pred': pred, 'target': ref, **verdict}
-                if meta:
-                    line['meta'] = meta
+                if i in skipped:
+                    line = {'id': i, 'skipped': skipped[i]}
+                else:
+                    line = {'id': i, 'pred': pred, 'target': ref, **verdict}
+                    if meta:
+                        line['meta'] = meta
                 f.write(json.dumps(line, ensure_ascii=False) + '\n')
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = 'eval', **gen_kwargs):

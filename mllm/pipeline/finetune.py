@@ -3,7 +3,11 @@
     accelerate launch mllm/pipeline/finetune.py config/x.py [--cfg-options k=v ...] [--hf_flag v ...]
     python mllm/pipeline/finetune.py config/x.py ...
 
-Top-down: arguments -> model -> data -> trainer -> do_train / do_eval / do_predict / do_multi_predict.
+Top-down: arguments -> raw data (paths checked, no model yet) -> model -> model-ready data ->
+trainer -> do_train / do_eval / do_predict / do_multi_predict.
+
+Several processes on CPU (gloo): `torchrun --nproc_per_node 2 mllm/pipeline/finetune.py ...` or
+`accelerate launch --config_file accelerate_config/cpu.yaml ...`; every rank logs `rank r of N`.
 """
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ if __package__ in (None, ''):  # run as a script: make the repository importable
 from transformers import set_seed
 
 from mllm.config import prepare_args
-from mllm.dataset.builder import prepare_data, run_prepare_steps
+from mllm.dataset.builder import build_raw_data, prepare_data, run_prepare_steps
+from mllm.dataset.process_function.conv_template import get_conv_template
 from mllm.engine import Collator, MllmTrainer
 from mllm.engine.callbacks import EpochCallback, TrainingCurveCallback
 from mllm.models import build_model
@@ -51,18 +56,38 @@ def do_train(trainer, training_args, preprocessor, train_dataset):
 
 
 def do_multi_predict(trainer, multitest: dict):
+    """Predict every multitest set; a set that fails is reported and the others still run."""
+    failed = {}
     for name, entry in multitest.items():
-        trainer.predict_and_score(entry['dataset'], entry['compute_metric'], prefix=f'multitest_{name}')
+        try:
+            trainer.predict_and_score(entry['dataset'], entry['compute_metric'], prefix=f'multitest_{name}')
+        except (ValueError, RuntimeError) as e:
+            logger.error('multitest %s failed: %s', name, e)
+            failed[name] = e
+    if failed:
+        names = ', '.join(failed)
+        raise RuntimeError(f"{len(failed)} of {len(multitest)} multitest set(s) failed ({names}); the others were "
+                           f"written. First error: {next(iter(failed.values()))}") from next(iter(failed.values()))
+
+
+def template_stop_token_ids(model_args, tokenizer) -> list[int]:
+    """The ids generation stops at: the conversation template's end of turn, checked against the tokenizer."""
+    conv_args = model_args.get('conv_args') or {}
+    template = get_conv_template(conv_args.get('conv_template', 'vicuna_v1.1'), **(conv_args.get('conv_overrides') or {}))
+    return template.resolve_stop_token_ids(tokenizer)
 
 
 def main(argv=None):
     logging.basicConfig(format='%(asctime)s %(levelname)s %(name)s: %(message)s', level=logging.INFO)
     _, model_args, data_args, training_args = prepare_args(argv)
+    logger.info('rank %d of %d (%s)', training_args.process_index, training_args.world_size,
+                training_args.distributed_state.distributed_type)
     set_seed(training_args.seed)
     with training_args.main_process_first(desc='prepare data'):  # generate once, other ranks then read
         run_prepare_steps(data_args)
+    raw = build_raw_data(data_args)  # every data path is checked before the model loads
     model, preprocessor = build_model(model_args)
-    datasets = prepare_data(data_args, model_args, preprocessor)
+    datasets = prepare_data(data_args, model_args, preprocessor, raw)
 
     pad_id = preprocessor['text'].pad_token_id
     trainer = MllmTrainer(
@@ -71,6 +96,7 @@ def main(argv=None):
         data_collator=Collator(pad_id, 'right', **(data_args.get('collator_kwargs') or {})),
         eval_collator=Collator(pad_id, 'left'),
         gen_kwargs=data_args.get('gen_kwargs'), compute_metric=datasets['compute_metric'],
+        stop_token_ids=template_stop_token_ids(model_args, preprocessor['text']),
         callbacks=[TrainingCurveCallback(), EpochCallback(datasets['train'])],
     )
     if training_args.do_train:

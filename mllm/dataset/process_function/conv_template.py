@@ -2,7 +2,11 @@
 
 `render` returns the text and the character spans the model must learn to produce (assistant
 answers and their end-of-turn marker). Tokenisation later maps those spans onto tokens, so a
-template never has to know anything about the tokenizer.
+template never has to know anything about the tokenizer, except for one check: its end-of-turn
+marker is what generation stops at, so `stop_token_ids(tokenizer)` demands that the marker is one
+token of the model's tokenizer (or that `stop_token_ids` lists the ids), at load time.
+
+Templates never write the BOS token: the renderer adds the tokenizer's BOS exactly once.
 """
 from __future__ import annotations
 
@@ -26,7 +30,35 @@ class ConversationTemplate:
     user_role: str = 'USER'
     assistant_role: str = 'ASSISTANT'
     sep: str = ' '          # after the system prompt and after a user turn
-    end_of_turn: str = '</s>'  # closes every assistant turn; trained on
+    end_of_turn: str = '</s>'  # closes every assistant turn; trained on; generation stops at it
+    stop_token_ids: list[int] | None = None  # explicit ids when end_of_turn is not one token
+
+    def resolve_stop_token_ids(self, tokenizer) -> list[int]:
+        """The token ids that end an assistant turn for `tokenizer`; a clear error when there are none.
+
+        `end_of_turn` is tokenised after a word, as it appears in the text (a SentencePiece tokenizer
+        writes a lone newline as '▁' + '\\n' but a newline after a word as '\\n' alone).
+        """
+        if self.stop_token_ids:
+            unknown = [i for i in self.stop_token_ids if not 0 <= int(i) < len(tokenizer)]
+            if unknown:
+                raise ValueError(f"conversation template '{self.name}': stop_token_ids {unknown} are not ids of the "
+                                 f"tokenizer (vocabulary of {len(tokenizer)})")
+            return [int(i) for i in self.stop_token_ids]
+        if not self.end_of_turn:
+            raise ValueError(f"conversation template '{self.name}' has no end_of_turn: generation could not stop; "
+                             f"set end_of_turn or stop_token_ids")
+        context = tokenizer('a', add_special_tokens=False)['input_ids']
+        with_end = tokenizer('a' + self.end_of_turn, add_special_tokens=False)['input_ids']
+        tail = with_end[len(context):] if with_end[:len(context)] == context else None
+        if tail is None or len(tail) != 1:
+            pieces = tokenizer.convert_ids_to_tokens(with_end)
+            raise ValueError(
+                f"conversation template '{self.name}': end_of_turn {self.end_of_turn!r} is not one token of "
+                f"{type(tokenizer).__name__} ('a' + end_of_turn tokenises as {pieces}), so generation cannot stop "
+                f"at it. Use a marker that is one token (e.g. the tokenizer's eos {tokenizer.eos_token!r}) or set "
+                f"conv_overrides.stop_token_ids")
+        return tail
 
     def _prefix(self, role: str) -> str:
         return f'{role}:' if role else ''
