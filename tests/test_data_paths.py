@@ -153,3 +153,29 @@ def test_scienceqa_missing_pid_splits_names_the_root(tmp_path):
     with pytest.raises(ConfigError, match=r'data_args\.test\.pid_splits: file not found: .*pid_splits\.json.*'
                                           r'data_args\.roots\.scienceqa='):
         build_raw_dataset(cfg, {'scienceqa': str(tmp_path)}, 'data_args.test')
+
+
+@pytest.mark.parametrize('split', ['train', 'multitest.shapes_test.cfg'])
+def test_missing_dataset_file_fails_before_the_model_is_built(rec_data, tmp_path, monkeypatch, split):
+    import mllm.pipeline.finetune as finetune
+
+    def no_model(model_args):
+        raise AssertionError('the model builder was called before the data paths were checked')
+
+    monkeypatch.setattr(finetune, 'build_model', no_model)
+    config = 'config/demo/shapes_rec_tiny_llava.py'
+    existing = [f"data_args.{key}.{field}={rec_data[value]}" for key in ('train', 'validation', 'multitest.shapes_test.cfg')
+                for field, value in (('filename', 'jsonl'), ('image_folder', 'image_folder'))]
+    with pytest.raises(ConfigError, match=rf'data_args\.{split}\.filename: file not found: .*absent\.jsonl'):
+        finetune.main([config, '--cfg-options', 'data_args.prepare=[]', *existing,
+                       f'data_args.{split}.filename={tmp_path}/absent.jsonl', '--output_dir', str(tmp_path / 'out')])
+
+
+def test_unknown_data_args_key_and_policy_are_errors(tmp_path):
+    from mllm.dataset.builder import build_raw_data
+    from mmengine.config import ConfigDict
+
+    with pytest.raises(ConfigError, match=r"data_args: unknown key 'on_bad_samples'. Did you mean 'on_bad_sample'"):
+        build_raw_data(ConfigDict(on_bad_samples='skip'))
+    with pytest.raises(ConfigError, match=r"data_args.on_bad_sample: 'drop' is not one of"):
+        build_raw_data(ConfigDict(on_bad_sample='drop'))

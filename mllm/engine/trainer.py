@@ -61,6 +61,11 @@ class MllmTrainer(Seq2SeqTrainer):
             logger.info(describe(self.generation_config, sources))
 
     # -- data ----------------------------------------------------------------------------------
+    def _get_collator_with_removed_columns(self, data_collator, description=None):
+        # Our collators build exactly the model's inputs plus the bookkeeping columns (sample_index,
+        # skipped) that prediction_step pops; transformers' column removal would drop those.
+        return data_collator
+
     def _get_dataloader(self, dataset, description, batch_size, sampler_fn=None, is_training=False,
                         dataloader_key=None):
         if is_training or self.eval_collator is None:
