@@ -8,7 +8,8 @@ from PIL import Image
 from mllm.dataset.process_function.box_formatter import PlainBoxFormatter
 from mllm.dataset.root import DATASETS
 from mllm.dataset.single_image_dataset.base import MissingDataPathError
-from mllm.dataset.single_image_dataset.flickr import Flickr30kDataset, Flickr30kReverseDataset, split_marked_sentence
+from mllm.dataset.single_image_dataset.flickr import (Flickr30kDataset, Flickr30kReverseDataset, canonical_boxes,
+                                                      split_marked_sentence)
 from mllm.dataset.utils.io import DataFileError
 from mllm.dataset.utils.transform import Expand2square, norm_box_xyxy
 from mllm.dataset.validation import validate_item
@@ -113,6 +114,36 @@ def test_missing_field_and_paths(data):
     ds = Flickr30kDataset(data['jsonl'], data['images'])
     with pytest.raises(DataFileError, match=r'CWB_flickr30k_train\.jsonl:1: image not found: .*36979\.jpg'):
         ds[0]
+
+
+def test_canonical_boxes_by_hand():
+    a, b, c = [1, 2, 3, 4], [5, 6, 7, 8], [0, 0, 1, 1]
+    # unused box c dropped, b (mentioned first) becomes 0, the copy of a merged, a repeat in a group dropped
+    assert canonical_boxes([a, b, c, a], [[1], [0, 3], [3, 1, 1]]) == (
+        [[5.0, 6.0, 7.0, 8.0], [1.0, 2.0, 3.0, 4.0]], [[0], [1], [1, 0]])
+    assert canonical_boxes([], []) == ([], [])
+
+
+def test_box_order_and_repeats_do_not_change_the_item(data):
+    # SHIKRA_RECORDS[1] as Shikra's converter may list it: boxes in another (set) order, child's box twice
+    child, kite, kite2 = SHIKRA_RECORDS[1]['boxes']
+    shuffled = {**SHIKRA_RECORDS[1], 'boxes': [kite2, child, kite, child], 'boxes_seq': [[1], [2, 0], [3]]}
+    other = write_jsonl(data['root'] / 'shuffled.jsonl', [SHIKRA_RECORDS[0], shuffled])
+    for cls in (Flickr30kDataset, Flickr30kReverseDataset):
+        x, y = cls(data['jsonl'], data['images'])[1], cls(other, data['images'])[1]
+        assert x['target'] == y['target'] == {'boxes': [[0.0, 10.0, 40.0, 90.0], [50.0, 0.0, 100.0, 30.0],
+                                                        [60.0, 40.0, 100.0, 90.0]], 'points': []}
+        assert x['conversations'] == y['conversations']
+
+
+def test_boxes_past_the_image_are_clamped(data):
+    # on the 100x90 image: x0 = -1 (the official loader's value for an XML xmin of 0) and x1/y1 past the edges
+    record = {**SHIKRA_RECORDS[0], 'boxes': [[-1, 10, 40, 95], [50, -3, 104, 30]]}
+    path = write_jsonl(data['root'] / 'past.jsonl', [record])
+    for cls in (Flickr30kDataset, Flickr30kReverseDataset):
+        item = cls(path, data['images'])[0]
+        assert item['target']['boxes'] == [[0.0, 10.0, 40.0, 90.0], [50.0, 0.0, 100.0, 30.0]]
+        validate_item(item, 'flickr30k', 0, image_size=(100, 90), box_tolerance=0)
 
 
 def test_split_marked_sentence_spans():

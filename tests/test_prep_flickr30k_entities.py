@@ -8,7 +8,7 @@ from mllm.dataset.process_function.box_formatter import PlainBoxFormatter
 from mllm.dataset.single_image_dataset.flickr import Flickr30kDataset, Flickr30kReverseDataset
 from mllm.dataset.utils.transform import Expand2square, norm_box_xyxy
 from mllm.dataset.validation import validate_item
-from tests.helpers import read_jsonl, write_images
+from tests.helpers import read_jsonl, write_images, write_jsonl
 from tools.prepare_data import flickr30k_entities as conv
 
 # Image 1000 (120x80, wide): chain 1 has its own box plus a box shared with chain 5 (one <object>, two
@@ -71,24 +71,26 @@ SENTENCES_2000 = (
 )
 SIZES = {'1000': (120, 80), '2000': (60, 100)}
 
+# Boxes: the XML values minus 1, all four (the official loader's and Shikra's convention).
+A_MAN, SHARED, HAT_1, HAT_2 = [0, 0, 59, 79], [20, 20, 39, 49], [60, 10, 89, 39], [90, 40, 119, 79]
+DOG, STREET = [0, 50, 59, 99], [10, 0, 29, 19]
 EXPECTED_TRAIN = [
     {'id': 0, 'image_id': '1000', 'sentence_id': 0,
      'sentence': '<ph_st>A man<ph_ed> in <ph_st>two orange hats<ph_ed> stands near a café .',
-     'boxes': [[0, 0, 60, 80], [20, 20, 40, 50], [60, 10, 90, 40], [90, 40, 120, 80]],
-     'boxes_seq': [[0, 1], [2, 3]]},
+     'boxes': [A_MAN, SHARED, HAT_1, HAT_2], 'boxes_seq': [[0, 1], [2, 3]]},
     {'id': 1, 'image_id': '1000', 'sentence_id': 1,
      'sentence': '<ph_st>The man<ph_ed> looks at something in the street .',
-     'boxes': [[0, 0, 60, 80], [20, 20, 40, 50]], 'boxes_seq': [[0, 1]]},
+     'boxes': [A_MAN, SHARED], 'boxes_seq': [[0, 1]]},
     {'id': 2, 'image_id': '1000', 'sentence_id': 2,
      'sentence': '<ph_st>His friend<ph_ed> and <ph_st>the man<ph_ed> wave .',
-     'boxes': [[20, 20, 40, 50], [0, 0, 60, 80]], 'boxes_seq': [[0], [1, 0]]},
+     'boxes': [SHARED, A_MAN], 'boxes_seq': [[0], [1, 0]]},
 ]
 EXPECTED_TEST = [
     {'id': 0, 'image_id': '2000', 'sentence_id': 0,
      'sentence': '<ph_st>Ein Hund<ph_ed> läuft über <ph_st>die Straße<ph_ed> .',
-     'boxes': [[0, 50, 60, 100], [10, 0, 30, 20]], 'boxes_seq': [[0], [1]]},
+     'boxes': [DOG, STREET], 'boxes_seq': [[0], [1]]},
     {'id': 1, 'image_id': '2000', 'sentence_id': 1, 'sentence': '<ph_st>A dog<ph_ed> runs .',
-     'boxes': [[0, 50, 60, 100]], 'boxes_seq': [[0]]},
+     'boxes': [DOG], 'boxes_seq': [[0]]},
     {'id': 2, 'image_id': '2000', 'sentence_id': 2, 'sentence': 'Nothing happens here .',
      'boxes': [], 'boxes_seq': []},
 ]
@@ -133,8 +135,8 @@ def test_round_trip_grounded_captions(release, tmp_path):
     item = ds[0]
     validate_item(item, 'flickr30k', 0, image_size=SIZES['1000'])
     assert item['source'] == f"{out / 'CWB_flickr30k_train.jsonl'}:1"
-    assert item['target']['boxes'] == [[0.0, 0.0, 60.0, 80.0], [20.0, 20.0, 40.0, 50.0], [60.0, 10.0, 90.0, 40.0],
-                                       [90.0, 40.0, 120.0, 80.0]]
+    assert item['target']['boxes'] == [[0.0, 0.0, 59.0, 79.0], [20.0, 20.0, 39.0, 49.0], [60.0, 10.0, 89.0, 39.0],
+                                       [90.0, 40.0, 119.0, 79.0]]
     human, gpt = item['conversations']
     assert human['value'] == ds.templates.get(0) and human['value'].startswith('<image>')
     assert gpt['value'] == 'A man <boxes> in two orange hats <boxes> stands near a café .'
@@ -143,28 +145,28 @@ def test_round_trip_grounded_captions(release, tmp_path):
     image, target = Expand2square()(item['image'], item['target'])
     assert image.size == (120, 120)
     normed = [norm_box_xyxy(b, *image.size) for b in target['boxes']]
-    expected = [[0, 20 / 120, 0.5, 100 / 120], [20 / 120, 40 / 120, 40 / 120, 70 / 120], [0.5, 0.25, 0.75, 0.5],
-                [0.75, 0.5, 1.0, 100 / 120]]
+    expected = [[0, 20 / 120, 59 / 120, 99 / 120], [20 / 120, 40 / 120, 39 / 120, 69 / 120],
+                [0.5, 0.25, 89 / 120, 59 / 120], [0.75, 0.5, 119 / 120, 99 / 120]]
     for box, want in zip(normed, expected, strict=True):
         assert box == pytest.approx(want)
     text = fmt(gpt['value'], boxes_seq=gpt['boxes_seq'], boxes=normed)
-    assert text == ('A man [0.000,0.167,0.500,0.833;0.167,0.333,0.333,0.583] in two orange hats '
-                    '[0.500,0.250,0.750,0.500;0.750,0.500,1.000,0.833] stands near a café .')
-    assert fmt.extract(text)[1] == [[0.5, 0.25, 0.75, 0.5], [0.75, 0.5, 1.0, 0.833]]
+    assert text == ('A man [0.000,0.167,0.492,0.825;0.167,0.333,0.325,0.575] in two orange hats '
+                    '[0.500,0.250,0.742,0.492;0.750,0.500,0.992,0.825] stands near a café .')
+    assert fmt.extract(text)[1] == [[0.5, 0.25, 0.742, 0.492], [0.75, 0.5, 0.992, 0.825]]
     # a chain reached through a shared <object> (chain 5) and the box order of the third caption
     third = ds[2]
     assert third['conversations'][1]['value'] == 'His friend <boxes> and the man <boxes> wave .'
-    assert third['target']['boxes'][third['conversations'][1]['boxes_seq'][0][0]] == [20.0, 20.0, 40.0, 50.0]
+    assert third['target']['boxes'][third['conversations'][1]['boxes_seq'][0][0]] == [20.0, 20.0, 39.0, 49.0]
 
     test = Flickr30kDataset(str(out / 'CWB_flickr30k_test.jsonl'), images)
     item = test[0]
     validate_item(item, 'flickr30k', 0, image_size=SIZES['2000'])
     image, target = Expand2square()(item['image'], item['target'])  # 60x100: dx = 20
     normed = [norm_box_xyxy(b, *image.size) for b in target['boxes']]
-    assert normed[0] == pytest.approx([0.2, 0.5, 0.8, 1.0]) and normed[1] == pytest.approx([0.3, 0.0, 0.5, 0.2])
+    assert normed[0] == pytest.approx([0.2, 0.5, 0.79, 0.99]) and normed[1] == pytest.approx([0.3, 0.0, 0.49, 0.19])
     gpt = item['conversations'][1]
     assert fmt(gpt['value'], boxes_seq=gpt['boxes_seq'], boxes=normed) == \
-        'Ein Hund [0.200,0.500,0.800,1.000] läuft über die Straße [0.300,0.000,0.500,0.200] .'
+        'Ein Hund [0.200,0.500,0.790,0.990] läuft über die Straße [0.300,0.000,0.490,0.190] .'
     ungrounded = test[2]
     validate_item(ungrounded, 'flickr30k', 2, image_size=SIZES['2000'])
     assert ungrounded['conversations'][1]['value'] == 'Nothing happens here .'
@@ -186,7 +188,65 @@ def test_round_trip_reverse(release, tmp_path):
     image, target = Expand2square()(item['image'], item['target'])
     normed = [norm_box_xyxy(b, *image.size) for b in target['boxes']]
     rendered = PlainBoxFormatter()(human['value'], boxes_seq=human['boxes_seq'], boxes=normed)
-    assert 'Ein Hund [0.200,0.500,0.800,1.000], die Straße [0.300,0.000,0.500,0.200]' in rendered
+    assert 'Ein Hund [0.200,0.500,0.790,0.990], die Straße [0.300,0.000,0.490,0.190]' in rendered
+
+
+# Shikra's CWB_flickr30k_train.jsonl records of image 1000, written by hand as Shikra's flatten_annotation
+# (shikras/shikra mllm/dataset/utils/flickr30k_entities_utils.py) builds them: fields id, image_id, boxes,
+# sentence, boxes_seq; every XML value minus 1; a caption's chains in `set` order (here chain 2 before 1, and
+# 1 before 5), each chain's boxes in XML order, so the box shared by chains 1 and 5 appears twice in caption 3.
+SHIKRA_1000 = [
+    {'id': 0, 'image_id': '1000', 'boxes': [HAT_1, HAT_2, A_MAN, SHARED], 'boxes_seq': [[2, 3], [0, 1]],
+     'sentence': '<ph_st>A man<ph_ed> in <ph_st>two orange hats<ph_ed> stands near a café .'},
+    {'id': 1, 'image_id': '1000', 'boxes': [A_MAN, SHARED], 'boxes_seq': [[0, 1]],
+     'sentence': '<ph_st>The man<ph_ed> looks at something in the street .'},
+    {'id': 2, 'image_id': '1000', 'boxes': [A_MAN, SHARED, SHARED], 'boxes_seq': [[2], [0, 1]],
+     'sentence': '<ph_st>His friend<ph_ed> and <ph_st>the man<ph_ed> wave .'},
+]
+
+
+def _same_items(a, b, n):
+    for k in range(n):
+        x, y = a[k], b[k]
+        assert x['image'].tobytes() == y['image'].tobytes()
+        assert {key: v for key, v in x.items() if key not in ('image', 'source')} == \
+            {key: v for key, v in y.items() if key not in ('image', 'source')}, k
+
+
+def test_shikra_file_and_ours_give_the_same_items(release, tmp_path):
+    out = tmp_path / 'annotations'
+    conv.main(['--root', str(release), '--out-dir', str(out), '--splits', 'train'])
+    ours = out / 'CWB_flickr30k_train.jsonl'
+    theirs = write_jsonl(tmp_path / 'shikra' / 'CWB_flickr30k_train.jsonl', SHIKRA_1000)
+    images = str(tmp_path / 'flickr30k-images')
+    for cls in (Flickr30kDataset, Flickr30kReverseDataset):
+        a, b = cls(str(ours), images, seed=3), cls(theirs, images, seed=3)
+        assert len(a) == len(b) == 3
+        _same_items(a, b, 3)
+    # the canonical boxes, by hand: first mention order, the shared box once
+    items = [Flickr30kDataset(theirs, images)[k] for k in range(3)]
+    assert [(i['target']['boxes'], i['conversations'][1]['boxes_seq']) for i in items] == [
+        ([A_MAN, SHARED, HAT_1, HAT_2], [[0, 1], [2, 3]]), ([A_MAN, SHARED], [[0, 1]]),
+        ([SHARED, A_MAN], [[0], [1, 0]])]
+
+
+def test_out_of_image_boxes_agree_too(release, tmp_path):
+    # image 2000 (60x100) with box 8 at XML xmin=0, xmax=75: the official loader gives [-1, 0, 74, 19],
+    # unclamped in Shikra's file; ours clamps to [0, 0, 60, 19]; the dataset clamps Shikra's the same way.
+    xml = release / 'Annotations' / '2000.xml'
+    xml.write_text(XML_2000.replace('<xmin>11</xmin>', '<xmin>0</xmin>').replace('<xmax>30</xmax>', '<xmax>75</xmax>'))
+    out = tmp_path / 'annotations'
+    conv.main(['--root', str(release), '--out-dir', str(out), '--splits', 'test'])
+    assert read_jsonl(out / 'CWB_flickr30k_test.jsonl')[0]['boxes'] == [DOG, [0, 0, 60, 19]]
+    theirs = write_jsonl(tmp_path / 'shikra.jsonl', [
+        {'id': 0, 'image_id': '2000', 'boxes': [[-1, 0, 74, 19], DOG], 'boxes_seq': [[1], [0]],
+         'sentence': '<ph_st>Ein Hund<ph_ed> läuft über <ph_st>die Straße<ph_ed> .'},
+        {'id': 1, 'image_id': '2000', 'boxes': [DOG], 'boxes_seq': [[0]], 'sentence': '<ph_st>A dog<ph_ed> runs .'},
+        {'id': 2, 'image_id': '2000', 'boxes': [], 'boxes_seq': [], 'sentence': 'Nothing happens here .'}])
+    images = str(tmp_path / 'flickr30k-images')
+    a, b = Flickr30kDataset(str(out / 'CWB_flickr30k_test.jsonl'), images), Flickr30kDataset(theirs, images)
+    _same_items(a, b, 3)
+    assert b[0]['target']['boxes'] == [[0.0, 50.0, 59.0, 99.0], [0.0, 0.0, 60.0, 19.0]]
 
 
 def test_per_image_option(release, tmp_path):
@@ -245,7 +305,9 @@ def test_bad_annotation_files(release, tmp_path):
 def test_boxes_are_clamped_to_the_image(tmp_path):
     xml = tmp_path / 'a.xml'
     xml.write_text(XML_2000.replace('<xmax>30</xmax>', '<xmax>75</xmax>').replace('<ymin>1</ymin>', '<ymin>0</ymin>'))
-    assert conv.read_annotation(str(xml))['objects'] == [[0, 50, 60, 100], [10, 0, 60, 20]]
+    # 75 - 1 = 74 > width 60 -> 60; 0 - 1 = -1 -> 0; the other box is inside the 60x100 image
+    annotation = conv.read_annotation(str(xml))
+    assert annotation['objects'] == [DOG, [10, 0, 60, 19]] and annotation['clamped'] == 1
 
 
 def test_script_help():

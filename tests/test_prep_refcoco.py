@@ -17,12 +17,17 @@ IMAGES = [  # COCO images: (id, file_name, width, height)
     (9, 'COCO_train2014_000000000009.jpg', 64, 48),
     (25, 'COCO_train2014_000000000025.jpg', 40, 60),
     (30, 'COCO_train2014_000000000030.jpg', 50, 50),
+    (49, 'COCO_train2014_000000000049.jpg', 30, 40),  # only in train splits
+    (64, 'COCO_train2014_000000000064.jpg', 48, 32),  # in refcocog train and refcoco testA
 ]
 ANNS = [  # (ann_id, image_id, category_id, [x, y, w, h])
     (101, 9, 18, [0.0, 8.5, 20.25, 39.5]),   # touches the left and bottom border of the 64x48 image
     (102, 9, 1, [30, 4, 34, 20]),            # touches the right border
     (201, 25, 1, [5.5, 0, 10, 12.5]),        # touches the top border
     (301, 30, 62, [10, 10, 20, 20]),
+    (401, 49, 1, [2, 3, 10, 20]),
+    (501, 64, 1, [0, 0, 16, 32]),
+    (502, 64, 1, [20, 4, 28, 28]),
 ]
 
 
@@ -44,17 +49,24 @@ REFS = {
         ref(1, 102, 9, 'testA', [sentence(2, 'man on right')]),
         ref(2, 201, 25, 'testB', [sentence(3, 'top person')]),
         ref(3, 301, 30, 'val', [sentence(4, 'chair')], 62),
+        ref(4, 401, 49, 'train', [sentence(6, 'small person')]),
+        ref(5, 501, 64, 'testA', [sentence(7, 'left woman')]),
     ],
     ('refcoco+', 'unc'): [
         ref(10, 102, 9, 'train', [sentence(20, 'guy in red')]),
         ref(11, 201, 25, 'val', [sentence(21, 'kid')]),
+        ref(12, 401, 49, 'train', [sentence(22, 'person in blue')]),
     ],
     ('refcocog', 'umd'): [
         ref(20, 301, 30, 'train', [sentence(30, 'a wooden chair near the wall')], 62),
         ref(21, 101, 9, 'test', [sentence(31, 'a small brown dog lying on the floor')], 18),
         ref(22, 201, 25, 'val', [sentence(32, 'a person standing at the top')]),
+        ref(23, 502, 64, 'train', [sentence(33, 'a woman holding an umbrella'),
+                                   sentence(34, 'the woman on the right')]),
     ],
 }
+# Evaluation images: refcoco testA {9, 64}, testB {25}, val {30}; refcoco+ val {25}; refcocog test {9}, val {25}.
+# So of the ref3 train records only those on image 49 (refcoco sent 6, refcoco+ sent 22) are free of them.
 
 
 def instances():
@@ -93,36 +105,107 @@ def record(dataset, split, image_id, ann_id, ref_id, sent_id, expression, bbox):
 def test_convert_writes_one_record_per_sentence(refer_root, tmp_path):
     out = tmp_path / 'ann'
     written = refcoco.main(['--data-root', str(refer_root), '--output-dir', str(out), '--ref3'])
-    assert written == {'REC_refcoco_unc_testA.jsonl': 1, 'REC_refcoco_unc_testB.jsonl': 1,
-                       'REC_refcoco_unc_train.jsonl': 2, 'REC_refcoco_unc_val.jsonl': 1,
-                       'REC_refcoco+_unc_train.jsonl': 1, 'REC_refcoco+_unc_val.jsonl': 1,
-                       'REC_refcocog_umd_test.jsonl': 1, 'REC_refcocog_umd_train.jsonl': 1,
-                       'REC_refcocog_umd_val.jsonl': 1, 'REC_ref3_train.jsonl': 4}
+    assert written == {'REC_refcoco_unc_testA.jsonl': 2, 'REC_refcoco_unc_testB.jsonl': 1,
+                       'REC_refcoco_unc_train.jsonl': 3, 'REC_refcoco_unc_val.jsonl': 1,
+                       'REC_refcoco+_unc_train.jsonl': 2, 'REC_refcoco+_unc_val.jsonl': 1,
+                       'REC_refcocog_umd_test.jsonl': 1, 'REC_refcocog_umd_train.jsonl': 3,
+                       'REC_refcocog_umd_val.jsonl': 1, 'REC_ref3_train.jsonl': 2}
     assert sorted(p.name for p in out.iterdir()) == sorted(written)
     dog = [0.0, 8.5, 20.25, 48.0]
     assert read_jsonl(out / 'REC_refcoco_unc_train.jsonl') == [
         record('refcoco', 'train', 9, 101, 0, 0, 'left dog', dog),
         record('refcoco', 'train', 9, 101, 0, 1, 'the café dog “left”', dog),
+        record('refcoco', 'train', 49, 401, 4, 6, 'small person', [2.0, 3.0, 12.0, 23.0]),
     ]
     assert read_jsonl(out / 'REC_refcoco_unc_testA.jsonl') == [
-        record('refcoco', 'testA', 9, 102, 1, 2, 'man on right', [30.0, 4.0, 64.0, 24.0])]
+        record('refcoco', 'testA', 9, 102, 1, 2, 'man on right', [30.0, 4.0, 64.0, 24.0]),
+        record('refcoco', 'testA', 64, 501, 5, 7, 'left woman', [0.0, 0.0, 16.0, 32.0])]
     assert read_jsonl(out / 'REC_refcoco_unc_testB.jsonl') == [
         record('refcoco', 'testB', 25, 201, 2, 3, 'top person', [5.5, 0.0, 15.5, 12.5])]
     assert read_jsonl(out / 'REC_refcocog_umd_test.jsonl') == [
         record('refcocog', 'test', 9, 101, 21, 31, 'a small brown dog lying on the floor', dog)]
     assert 'café' in (out / 'REC_refcoco_unc_train.jsonl').read_text(encoding='utf-8')  # not \u-escaped
+    assert read_jsonl(out / 'REC_ref3_train.jsonl') == [
+        record('refcoco', 'train', 49, 401, 4, 6, 'small person', [2.0, 3.0, 12.0, 23.0]),
+        record('refcoco+', 'train', 49, 401, 12, 22, 'person in blue', [2.0, 3.0, 12.0, 23.0])]
+
+
+# What main prints about the fixture's overlap, counted by hand from REFS: refcoco train has 3 expressions on
+# images {9, 49}, 2 of them on image 9 (refcoco testA, refcocog test); refcoco+ train 2 on {9, 49}, 1 on 9;
+# refcocog train 3 on {30, 64}: 1 on 30 (refcoco val), 2 on 64 (refcoco testA).
+OVERLAP_LINES = [
+    '  refcoco(unc) train: 1 of 2 images, 2 of 3 expressions',
+    '    in refcoco(unc) testA: 1 image, 2 expressions',
+    '    in refcocog(umd) test: 1 image, 2 expressions',
+    '  refcoco+(unc) train: 1 of 2 images, 1 of 2 expressions',
+    '    in refcoco(unc) testA: 1 image, 1 expression',
+    '    in refcocog(umd) test: 1 image, 1 expression',
+    '  refcocog(umd) train: 2 of 2 images, 3 of 3 expressions',
+    '    in refcoco(unc) val: 1 image, 1 expression',
+    '    in refcoco(unc) testA: 1 image, 2 expressions',
+]
+
+
+def test_ref3_leaves_out_eval_images_by_default_and_reports_the_overlap(refer_root, tmp_path, capsys):
+    out = tmp_path / 'ann'
+    refcoco.main(['--data-root', str(refer_root), '--output-dir', str(out), '--ref3'])
     ref3 = read_jsonl(out / 'REC_ref3_train.jsonl')
-    assert [(r['dataset_name'], r['sent_id']) for r in ref3] == [('refcoco', 0), ('refcoco', 1), ('refcoco+', 20),
-                                                                 ('refcocog', 30)]
+    assert [(r['dataset_name'], r['sent_id']) for r in ref3] == [('refcoco', 6), ('refcoco+', 22)]
+    # image 64: refcocog train and refcoco testA; none of the evaluation images is left in ref3 train
+    assert 64 in {r['image_id'] for r in read_jsonl(out / 'REC_refcocog_umd_train.jsonl')}
+    eval_images = {r['image_id'] for f in out.iterdir() if not f.name.endswith('_train.jsonl') for r in read_jsonl(f)}
+    assert eval_images == {9, 25, 30, 64} and not eval_images & {r['image_id'] for r in ref3}
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index('REC_ref3_train.jsonl: train images that are also in an evaluation split, '
+                        'removed (--keep-eval-images-in-train keeps them):')
+    assert lines[start + 1:start + 11] == OVERLAP_LINES + ['  all sources: 6 of 8 expressions removed']
+    assert f"{out / 'REC_ref3_train.jsonl'}: 2 records" in lines
 
 
-def test_ref3_can_drop_train_records_on_eval_images(refer_root):
+def test_ref3_keeps_eval_images_on_request_and_still_reports(refer_root, tmp_path, capsys):
+    out = tmp_path / 'ann'
+    refcoco.main(['--data-root', str(refer_root), '--output-dir', str(out), '--ref3', '--keep-eval-images-in-train'])
+    ref3 = read_jsonl(out / 'REC_ref3_train.jsonl')
+    assert [(r['dataset_name'], r['sent_id']) for r in ref3] == [
+        ('refcoco', 0), ('refcoco', 1), ('refcoco', 6), ('refcoco+', 20), ('refcoco+', 22), ('refcocog', 30),
+        ('refcocog', 33), ('refcocog', 34)]
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index('REC_ref3_train.jsonl: train images that are also in an evaluation split, '
+                        'kept (--keep-eval-images-in-train):')
+    assert lines[start + 1:start + 11] == OVERLAP_LINES + ['  all sources: 6 of 8 expressions kept']
+    # the flag of the old opt-in behaviour still runs (it is the default now); the two contradict each other
+    refcoco.main(['--data-root', str(refer_root), '--output-dir', str(out), '--ref3', '--exclude-eval-images'])
+    assert len(read_jsonl(out / 'REC_ref3_train.jsonl')) == 2
+    with pytest.raises(SystemExit):
+        refcoco.main(['--data-root', str(refer_root), '--output-dir', str(out), '--ref3',
+                      '--exclude-eval-images', '--keep-eval-images-in-train'])
+
+
+def test_ref3_eval_splits_of_every_converted_dataset_count(refer_root):
     converted = {d: refcoco.convert(str(refer_root), *d) for d in refcoco.REF3}
-    kept, dropped = refcoco.ref3_train(converted, exclude_eval_images=True)
-    # image 9 is in refcoco testA and refcocog test, image 30 in refcoco val: nothing survives
-    assert (kept, dropped) == ([], 4)
+    assert [r['sent_id'] for r in refcoco.ref3_train(converted)] == [6, 22]
+    # without refcocog's test split image 9 is still an evaluation image (refcoco testA): same records
+    converted[('refcocog', 'umd')].pop('test')
+    assert [r['sent_id'] for r in refcoco.ref3_train(converted)] == [6, 22]
+    # an extra dataset's val split (here a copy of refcoco+ whose val holds image 49) removes image 49 too
+    converted[('refcoco', 'google')] = {'val': [dict(r, split='val') for r in converted[('refcoco+', 'unc')]['train']]}
+    assert refcoco.ref3_train(converted) == []
+    assert len(refcoco.ref3_train(converted, keep_eval_images=True)) == 8
     with pytest.raises(ValueError, match=r"refcocog\(umd\)"):
         refcoco.ref3_train({d: converted[d] for d in refcoco.REF3[:2]})
+
+
+def test_no_overlap_is_reported_too(refer_root):
+    converted = {d: refcoco.convert(str(refer_root), *d) for d in refcoco.REF3}
+    for splits in converted.values():
+        splits.pop('train')
+    converted[('refcoco', 'unc')]['train'] = [r for r in refcoco.convert(str(refer_root), 'refcoco', 'unc')['train']
+                                              if r['image_id'] == 49]
+    report = refcoco.overlap_report(refcoco.ref3_overlap(converted), kept=False)
+    assert report[1:] == ['  refcoco(unc) train: 0 of 1 image, 0 of 1 expression',
+                          '  refcoco+(unc) train: 0 of 0 images, 0 of 0 expressions',
+                          '  refcocog(umd) train: 0 of 0 images, 0 of 0 expressions',
+                          '  all sources: 0 of 1 expression removed']
 
 
 def test_round_trip_through_rec_and_reg(refer_root, tmp_path):
@@ -168,6 +251,36 @@ def test_missing_files_and_bad_arguments(refer_root, tmp_path):
         refcoco.convert(str(refer_root), 'refcoco+', 'unc')
     with pytest.raises(SystemExit):
         refcoco.main(['--data-root', str(refer_root), '--output-dir', str(tmp_path), '--datasets', 'refclef'])
+
+
+def test_missing_refs_file_is_one_line_naming_file_and_flag(refer_root, tmp_path):
+    out = tmp_path / 'ann'
+    with pytest.raises(SystemExit) as info:
+        refcoco.main(['--data-root', str(refer_root), '--output-dir', str(out), '--datasets', 'refcoco:unc',
+                      'refcocog:google'])
+    path = refer_root / 'refcocog' / 'refs(google).p'
+    assert info.value.code == (f"error: refs file not found: {path} (needed by --datasets refcocog:google; "
+                               f"unzip refcocog.zip under --data-root or leave refcocog:google out)")
+    assert not out.exists()  # nothing written before the check: refcoco:unc came first
+    # a dataset only --ref3 needs names --ref3
+    (refer_root / 'refcocog' / 'refs(umd).p').unlink()
+    with pytest.raises(SystemExit) as info:
+        refcoco.main(['--data-root', str(refer_root), '--output-dir', str(out), '--datasets', 'refcoco:unc', '--ref3'])
+    assert str(refer_root / 'refcocog' / 'refs(umd).p') in info.value.code
+    assert 'needed by --ref3, the train splits of refcoco:unc refcoco+:unc refcocog:umd' in info.value.code
+    # run as a script: exit status 1, one line on stderr, no traceback
+    result = subprocess.run([sys.executable, 'tools/prepare_data/refcoco.py', '--data-root', str(refer_root),
+                             '--output-dir', str(out)], capture_output=True, text=True)
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: refs file not found: {refer_root / 'refcocog' / 'refs(umd).p'} (needed by --datasets "
+        f"refcocog:umd; unzip refcocog.zip under --data-root or leave refcocog:umd out)"]
+    # a malformed refs file is one line too
+    (refer_root / 'refcoco' / 'refs(unc).p').write_bytes(pickle.dumps({'not': 'a list'}, protocol=2))
+    with pytest.raises(SystemExit) as info:
+        refcoco.main(['--data-root', str(refer_root), '--output-dir', str(out), '--datasets', 'refcoco:unc'])
+    assert info.value.code == (f"error: {refer_root / 'refcoco' / 'refs(unc).p'}: "
+                               f"expected a pickled list of refs, got dict")
 
 
 def test_python2_pickle_with_utf8_bytes(tmp_path):

@@ -167,3 +167,39 @@ def test_submission_errors_name_the_line(line, needle):
     with pytest.raises(vqav2_submission.SubmissionError) as info:
         vqav2_submission.build_results(lines, 'p.jsonl')
     assert 'p.jsonl:2' in str(info.value) and needle in str(info.value)
+
+
+def official_api_layout(release, tmp_path):
+    """The same files as `release`, moved into the VQA API's Questions/ and Annotations/ folders."""
+    root = tmp_path / 'vqav2_api'
+    for name in ('v2_OpenEnded_mscoco_val2014_questions.json', 'v2_OpenEnded_mscoco_test-dev2015_questions.json'):
+        (root / 'Questions').mkdir(parents=True, exist_ok=True)
+        (root / 'Questions' / name).write_bytes((release['root'] / name).read_bytes())
+    (root / 'Annotations').mkdir()
+    name = 'v2_mscoco_val2014_annotations.json'
+    (root / 'Annotations' / name).write_bytes((release['root'] / name).read_bytes())
+    return root
+
+
+def test_official_api_layout_gives_the_same_files(release, tmp_path):
+    api_root = official_api_layout(release, tmp_path)
+    assert not list(api_root.glob('*.json'))  # nothing flat: the sub-folders must be read
+    flat_out, api_out = tmp_path / 'flat_out', tmp_path / 'api_out'
+    for root, out in ((release['root'], flat_out), (api_root, api_out)):
+        assert vqav2.main(['--vqa-root', str(root), '--out-dir', str(out), '--splits', 'val', 'test-dev']) == 0
+    names = ['vqav2_test-dev2015.jsonl', 'vqav2_val2014.jsonl']
+    assert sorted(p.name for p in api_out.iterdir()) == names
+    for name in names:
+        assert (api_out / name).read_bytes() == (flat_out / name).read_bytes()
+    assert len((api_out / 'vqav2_val2014.jsonl').read_text().splitlines()) == 3
+
+
+def test_missing_file_names_both_places(release, tmp_path, capsys):
+    api_root = official_api_layout(release, tmp_path)
+    (api_root / 'Annotations' / 'v2_mscoco_val2014_annotations.json').unlink()
+    assert vqav2.main(['--vqa-root', str(api_root), '--out-dir', str(tmp_path / 'o'), '--splits', 'val']) == 1
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and '--vqa-root' in err
+    assert (f"v2_mscoco_val2014_annotations.json not found: looked for {api_root}/v2_mscoco_val2014_annotations.json"
+            f" and {api_root}/Annotations/v2_mscoco_val2014_annotations.json") in err
+    assert not (tmp_path / 'o').exists()

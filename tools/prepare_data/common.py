@@ -22,3 +22,16 @@ def write_jsonl(records: list[dict], path: str) -> None:
     with open(path, 'w', encoding='utf-8') as f:
         for record in records:
             f.write(json.dumps(record, ensure_ascii=False) + '\n')
+
+
+def find_file(name: str, folders: list[str]) -> str:
+    """The first `<folder>/<name>` that exists; FileNotFoundError naming every place looked otherwise.
+
+    For releases that unzip either flat or into sub-folders (the message lists all candidates so the
+    user sees which layouts were tried).
+    """
+    candidates = [os.path.join(folder, name) for folder in folders]
+    for path in candidates:
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(f"{name} not found: looked for " + ' and '.join(candidates))

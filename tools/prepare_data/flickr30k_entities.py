@@ -17,17 +17,23 @@ Shikra's files, so both load with the same dataset classes:
 
     {"id": 0, "image_id": "1000092795", "sentence_id": 0,
      "sentence": "<ph_st>Two young guys<ph_ed> with ... in the yard .",
-     "boxes": [[158, 124, 219, 335], ...], "boxes_seq": [[0, 3], ...]}
+     "boxes": [[158, 124, 218, 334], ...], "boxes_seq": [[0, 3], ...]}
 
-Conventions (decided here; the official loader differs by one pixel):
-- The XML holds 1-based, inclusive pixel indices (xmin=1 is the first column, xmax=width the last).
-  We write pixel-edge xyxy: [xmin - 1, ymin - 1, xmax, ymax], so a box over the whole image is
-  [0, 0, width, height]. (flickr30k_entities_utils.get_annotations subtracts 1 from all four values,
-  i.e. 0-based inclusive indices; our x1/y1 are therefore one larger.) Boxes are clamped to the
-  <size> of the image; a box with xmax < xmin or ymax < ymin is an error naming the file.
+Conventions:
+- Boxes: the XML holds 1-based, inclusive pixel indices (xmin=1 is the first column, xmax=width the
+  last). We subtract 1 from all four values, [xmin-1, ymin-1, xmax-1, ymax-1] (0-based inclusive
+  indices, so a box over the whole image is [0, 0, width-1, height-1]), exactly as the official loader
+  (flickr30k_entities_utils.get_annotations) and Shikra's released CWB_flickr30k_*.jsonl do. Why: users
+  hold Shikra's files and published Flickr30K numbers were made with them; one convention for both
+  sources means mixing or swapping them never shifts a box by a pixel. (Read as pixel edges, the
+  right/bottom edges are one pixel short; we accept that to match.) Values are then clamped to
+  [0, width] x [0, height] (the Flickr30k datasets clamp Shikra's records to the image the same way);
+  clamped boxes are counted and printed. A box with xmax < xmin or ymax < ymin is an error naming the file.
 - An <object> with several <name> tags is one box shared by several chains; an entity with several
   <object>s has several boxes. Within a caption every box appears once in `boxes`, ordered by the first
-  phrase that mentions it; `boxes_seq[k]` lists the boxes of the k-th marked phrase.
+  phrase that mentions it; `boxes_seq[k]` lists the boxes of the k-th marked phrase. (Shikra's files
+  list a caption's boxes in set order and repeat a shared box once per chain; the datasets renumber
+  both sources into this first-mention order, so their items are equal.)
 - Phrases whose chain has no box (`notvisual` chain 0, <nobndbox>, <scene>) keep their words and get no
   <ph_st>/<ph_ed> marker. Words are re-joined with single spaces (as the official loader does).
 - Unbalanced bracket markup raises `Flickr30kFormatError` naming `Sentences/<id>.txt:<line>`.
@@ -135,10 +141,11 @@ def _int(element, tag: str, where: str) -> int:
 
 
 def read_annotation(path: str) -> dict:
-    """Parse one XML file: {'width', 'height', 'boxes': {entity_id: [object index, ...]}, 'objects': [box]}.
+    """Parse one XML file: {'width', 'height', 'boxes': {entity_id: [object index, ...]}, 'objects': [box],
+    'clamped': number of boxes changed by clamping}.
 
-    `objects[k]` is the pixel-edge xyxy box of the k-th <object> that has a <bndbox> (see the module
-    docstring for the conversion); ids that only have <nobndbox>/<scene> objects are absent from `boxes`.
+    `objects[k]` is the xyxy box of the k-th <object> that has a <bndbox> (see the module docstring for
+    the conversion); ids that only have <nobndbox>/<scene> objects are absent from `boxes`.
     """
     if not os.path.isfile(path):
         raise Flickr30kFormatError(f"annotation file not found: {path}")
@@ -152,6 +159,7 @@ def read_annotation(path: str) -> dict:
     width, height = _int(size, 'width', f"{path} <size>"), _int(size, 'height', f"{path} <size>")
     boxes: dict[str, list[int]] = {}
     objects: list[list[int]] = []
+    clamped = 0
     for k, obj in enumerate(root.findall('object')):
         where = f"{path} <object> #{k + 1}"
         names = [n.text.strip() for n in obj.findall('name') if n.text and n.text.strip()]
@@ -163,12 +171,14 @@ def read_annotation(path: str) -> dict:
         xmin, ymin, xmax, ymax = (_int(bndbox, t, where) for t in ('xmin', 'ymin', 'xmax', 'ymax'))
         if xmax < xmin or ymax < ymin:
             raise Flickr30kFormatError(f"{where}: inverted box xmin={xmin} ymin={ymin} xmax={xmax} ymax={ymax}")
-        box = [min(max(xmin - 1, 0), width), min(max(ymin - 1, 0), height),
-               min(max(xmax, 0), width), min(max(ymax, 0), height)]
+        official = [xmin - 1, ymin - 1, xmax - 1, ymax - 1]  # the official loader's values
+        box = [min(max(v, 0), limit) for v, limit in zip(official, (width, height, width, height), strict=True)]
+        if box != official:
+            clamped += 1
         for name in names:
             boxes.setdefault(name, []).append(len(objects))
         objects.append(box)
-    return {'width': width, 'height': height, 'boxes': boxes, 'objects': objects}
+    return {'width': width, 'height': height, 'boxes': boxes, 'objects': objects, 'clamped': clamped}
 
 
 # -- records ------------------------------------------------------------------------------------
@@ -200,11 +210,17 @@ def caption_record(image_id: str, sentence_id: int, parsed: dict, annotation: di
             'boxes_seq': boxes_seq}
 
 
-def convert_images(root: str, image_ids: list[str], per_image: bool = False) -> list[dict]:
-    """Records for `image_ids` read from <root>/Sentences and <root>/Annotations, numbered by `id`."""
+def convert_images(root: str, image_ids: list[str], per_image: bool = False,
+                   counts: dict | None = None) -> list[dict]:
+    """Records for `image_ids` read from <root>/Sentences and <root>/Annotations, numbered by `id`.
+
+    `counts`, when given, gets 'clamped_boxes' (boxes of the XML files that clamping changed) added.
+    """
     records = []
     for image_id in image_ids:
         annotation = read_annotation(os.path.join(root, 'Annotations', f'{image_id}.xml'))
+        if counts is not None:
+            counts['clamped_boxes'] = counts.get('clamped_boxes', 0) + annotation['clamped']
         captions = read_sentences(os.path.join(root, 'Sentences', f'{image_id}.txt'))
         per_caption = [caption_record(image_id, k, parsed, annotation) for k, parsed in enumerate(captions)]
         if per_image and per_caption:
@@ -236,11 +252,13 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
     written = {}
     for split in args.splits:
         image_ids = read_split(os.path.join(args.split_dir or args.root, f'{split}.txt'))
-        records = convert_images(args.root, image_ids, per_image=args.per_image)
+        counts: dict = {}
+        records = convert_images(args.root, image_ids, per_image=args.per_image, counts=counts)
         path = os.path.join(args.out_dir, OUTPUT_NAMES[split])
         write_jsonl(records, path)
         grounded = sum(len(r['boxes_seq']) for r in records)
-        print(f"{split}: {len(image_ids)} images -> {len(records)} records, {grounded} grounded phrases: {path}")
+        print(f"{split}: {len(image_ids)} images -> {len(records)} records, {grounded} grounded phrases, "
+              f"{counts.get('clamped_boxes', 0)} boxes clamped to the image: {path}")
         written[split] = path
     return written
 

@@ -21,6 +21,13 @@ ann_id, ref_id, sent_id} -- the fields Shikra's REC_*.jsonl carry, so RECDataset
 both. Command:
 
     python tools/prepare_data/refcoco.py --data-root /data/refer/data --output-dir /data/annotations --ref3
+
+The three datasets split COCO images independently: refcocog(umd) train holds images of refcoco(unc)
+val/testA/testB, and refcoco+ shares refcoco's images. A ref3 model trained on those images has seen
+the evaluation images, so REC_ref3_train.jsonl leaves out every train record whose image is in any
+evaluation split (every split but `train` of every dataset converted in this run);
+--keep-eval-images-in-train keeps them (the plain union of the three train splits). Either way the
+overlap found is printed, per train source and evaluation split.
 """
 from __future__ import annotations
 
@@ -134,21 +141,82 @@ def split_file_name(dataset: str, split_by: str, split: str) -> str:
     return f'REC_{dataset}_{split_by}_{split}.jsonl'
 
 
-def ref3_train(converted: dict[tuple[str, str], dict[str, list[dict]]],
-               exclude_eval_images: bool = False) -> tuple[list[dict], int]:
-    """Train records of refcoco(unc) + refcoco+(unc) + refcocog(umd); (records, number dropped).
+def source_name(dataset: str, split_by: str, split: str) -> str:
+    return f'{dataset}({split_by}) {split}'
 
-    The three datasets split COCO images independently, so some refcoco train images are in the
-    refcocog val/test splits; exclude_eval_images drops train records on any val/test image.
+
+def eval_image_splits(converted: dict[tuple[str, str], dict[str, list[dict]]]) -> dict[int, list[str]]:
+    """image_id -> the evaluation splits (every split but train, of every converted dataset) holding it."""
+    where: dict[int, list[str]] = {}
+    for (dataset, split_by), splits in converted.items():
+        for split, records in splits.items():
+            if split == 'train':
+                continue
+            name = source_name(dataset, split_by, split)
+            for image_id in dict.fromkeys(r['image_id'] for r in records):
+                where.setdefault(image_id, []).append(name)
+    return where
+
+
+def ref3_overlap(converted: dict[tuple[str, str], dict[str, list[dict]]]) -> list[dict]:
+    """Per ref3 train source: its images / expressions that are also in an evaluation split.
+
+    Each entry: {source, images, expressions (counts on evaluation images), total_images,
+    total_expressions, by_split: {evaluation split: (images, expressions)}}; counts are distinct
+    images and records (one record = one expression).
+    """
+    where = eval_image_splits(converted)
+    rows = []
+    for dataset, split_by in REF3:
+        train = converted[(dataset, split_by)].get('train', [])
+        hit = [r for r in train if r['image_id'] in where]
+        images: dict[str, set] = {}
+        expressions: dict[str, int] = {}
+        for r in hit:
+            for name in where[r['image_id']]:
+                images.setdefault(name, set()).add(r['image_id'])
+                expressions[name] = expressions.get(name, 0) + 1
+        rows.append({'source': source_name(dataset, split_by, 'train'),
+                     'images': len({r['image_id'] for r in hit}), 'expressions': len(hit),
+                     'total_images': len({r['image_id'] for r in train}), 'total_expressions': len(train),
+                     'by_split': {name: (len(images[name]), expressions[name]) for name in images}})
+    return rows
+
+
+def ref3_train(converted: dict[tuple[str, str], dict[str, list[dict]]],
+               keep_eval_images: bool = False) -> list[dict]:
+    """Train records of refcoco(unc) + refcoco+(unc) + refcocog(umd), in that order.
+
+    Records whose image is in an evaluation split of any converted dataset are left out unless
+    keep_eval_images (see the module docstring for why).
     """
     missing = [f'{d}({s})' for d, s in REF3 if (d, s) not in converted]
     if missing:
         raise ValueError(f"the ref3 train file needs {missing} as well")
-    eval_images = {r['image_id'] for d, s in REF3 for split, records in converted[(d, s)].items()
-                   if split != 'train' for r in records} if exclude_eval_images else set()
     train = [r for d, s in REF3 for r in converted[(d, s)].get('train', [])]
-    kept = [r for r in train if r['image_id'] not in eval_images]
-    return kept, len(train) - len(kept)
+    if keep_eval_images:
+        return train
+    where = eval_image_splits(converted)
+    return [r for r in train if r['image_id'] not in where]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def overlap_report(overlap: list[dict], kept: bool) -> list[str]:
+    """The lines main prints about ref3 train images found in evaluation splits."""
+    action = ('kept (--keep-eval-images-in-train)' if kept
+              else 'removed (--keep-eval-images-in-train keeps them)')
+    lines = [f"{REF3_TRAIN_FILE}: train images that are also in an evaluation split, {action}:"]
+    for row in overlap:
+        lines.append(f"  {row['source']}: {row['images']} of {_plural(row['total_images'], 'image')}, "
+                     f"{row['expressions']} of {_plural(row['total_expressions'], 'expression')}")
+        lines += [f"    in {name}: {_plural(images, 'image')}, {_plural(count, 'expression')}"
+                  for name, (images, count) in row['by_split'].items()]
+    hit, total = sum(row['expressions'] for row in overlap), sum(row['total_expressions'] for row in overlap)
+    lines.append(f"  all sources: {hit} of {_plural(total, 'expression')} {'kept' if kept else 'removed'}")
+    return lines
 
 
 def parse_dataset(text: str) -> tuple[str, str]:
@@ -156,6 +224,17 @@ def parse_dataset(text: str) -> tuple[str, str]:
     if not sep or dataset not in ('refcoco', 'refcoco+', 'refcocog') or not split_by:
         raise argparse.ArgumentTypeError(f"expected refcoco:unc, refcoco+:unc, refcocog:umd, ...; got {text!r}")
     return dataset, split_by
+
+
+def _convert_for(data_root: str, dataset: str, split_by: str, needed_by: str) -> dict[str, list[dict]]:
+    """convert(), with a missing or malformed file turned into a one-line exit naming the flag."""
+    try:
+        return convert(data_root, dataset, split_by)
+    except FileNotFoundError as e:
+        raise SystemExit(f"error: {e} (needed by {needed_by}; unzip {dataset}.zip under --data-root "
+                         f"or leave {dataset}:{split_by} out)") from None
+    except ReferFormatError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def main(argv=None) -> dict[str, int]:
@@ -166,25 +245,35 @@ def main(argv=None) -> dict[str, int]:
     parser.add_argument('--datasets', nargs='+', type=parse_dataset, default=list(DEFAULT_DATASETS),
                         metavar='NAME:SPLIT_BY', help='default: refcoco:unc refcoco+:unc refcocog:umd')
     parser.add_argument('--ref3', action='store_true', help=f'also write {REF3_TRAIN_FILE}')
-    parser.add_argument('--exclude-eval-images', action='store_true',
-                        help='drop ref3 train records whose image is in any val/test split of the three')
+    keep = parser.add_mutually_exclusive_group()
+    keep.add_argument('--keep-eval-images-in-train', action='store_true',
+                      help=f'keep {REF3_TRAIN_FILE} records whose image is in a val/test split (default: drop them)')
+    keep.add_argument('--exclude-eval-images', action='store_true',
+                      help='the default now (kept so older commands still run)')
     args = parser.parse_args(argv)
 
-    converted, written = {}, {}
+    # Read everything before writing anything, so a missing file leaves no half-written output.
+    converted = {}
     for dataset, split_by in dict.fromkeys(args.datasets):
-        converted[(dataset, split_by)] = convert(args.data_root, dataset, split_by)
+        converted[(dataset, split_by)] = _convert_for(args.data_root, dataset, split_by,
+                                                      f'--datasets {dataset}:{split_by}')
+    if args.ref3:
+        ref3 = ' '.join(f'{d}:{s}' for d, s in REF3)
+        for d in REF3:
+            if d not in converted:
+                converted[d] = _convert_for(args.data_root, *d, f'--ref3, the train splits of {ref3}')
+
+    written = {}
+    for dataset, split_by in dict.fromkeys(args.datasets):
         for split, records in sorted(converted[(dataset, split_by)].items()):
             name = split_file_name(dataset, split_by, split)
             write_jsonl(records, os.path.join(args.output_dir, name))
             written[name] = len(records)
     if args.ref3:
-        if any(d not in converted for d in REF3):
-            converted.update({d: convert(args.data_root, *d) for d in REF3 if d not in converted})
-        records, dropped = ref3_train(converted, args.exclude_eval_images)
+        records = ref3_train(converted, args.keep_eval_images_in_train)
         write_jsonl(records, os.path.join(args.output_dir, REF3_TRAIN_FILE))
         written[REF3_TRAIN_FILE] = len(records)
-        if dropped:
-            print(f"{REF3_TRAIN_FILE}: dropped {dropped} records on val/test images", file=sys.stderr)
+        print('\n'.join(overlap_report(ref3_overlap(converted), args.keep_eval_images_in_train)))
     for name, count in written.items():
         print(f"{os.path.join(args.output_dir, name)}: {count} records")
     return written

@@ -5,6 +5,10 @@ v2_Questions_Train_mscoco.zip, v2_Questions_Val_mscoco.zip, v2_Questions_Test_ms
 v2_Annotations_Train_mscoco.zip, v2_Annotations_Val_mscoco.zip):
     v2_OpenEnded_mscoco_{train2014,val2014,test-dev2015,test2015}_questions.json
     v2_mscoco_{train2014,val2014}_annotations.json        (test and test-dev have no answers)
+either all in --vqa-root itself (flat) or in the official API's layout (GT-Vision-Lab/VQA README):
+    <vqa-root>/Questions/v2_OpenEnded_mscoco_..._questions.json
+    <vqa-root>/Annotations/v2_mscoco_..._annotations.json
+Each file is looked for flat first, then in its sub-folder; a missing one names both places.
 Images are the COCO ones: COCO_train2014_<id:012d>.jpg in train2014/, COCO_val2014_... in val2014/,
 and test and test-dev both use COCO_test2015_... in test2015/ (test2015.zip from cocodataset.org).
 
@@ -26,7 +30,7 @@ import sys
 if __package__ in (None, ''):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from tools.prepare_data.common import read_json, write_jsonl
+from tools.prepare_data.common import find_file, read_json, write_jsonl
 
 # split name -> (subtype in the official file names, COCO image subtype holding its images)
 SPLITS = {
@@ -36,6 +40,8 @@ SPLITS = {
     'test': ('test2015', 'test2015'),
 }
 ANNOTATED = ('train', 'val')
+# Sub-folders of the official VQA API layout, tried after --vqa-root itself.
+QUESTIONS_DIR, ANNOTATIONS_DIR = 'Questions', 'Annotations'
 
 
 class ConversionError(ValueError):
@@ -119,12 +125,12 @@ def convert(questions: dict, annotations: dict | None, split: str, questions_nam
 
 
 def convert_split(vqa_root: str, split: str) -> list[dict]:
-    """Read the official files of `split` from `vqa_root` and convert them."""
-    q_path = os.path.join(vqa_root, questions_filename(split))
+    """Read the official files of `split` from `vqa_root` (flat or Questions/ + Annotations/), convert them."""
+    q_path = find_file(questions_filename(split), [vqa_root, os.path.join(vqa_root, QUESTIONS_DIR)])
     questions = read_json(q_path, ConversionError)
     a_path, annotations = None, None
     if split in ANNOTATED:
-        a_path = os.path.join(vqa_root, annotations_filename(split))
+        a_path = find_file(annotations_filename(split), [vqa_root, os.path.join(vqa_root, ANNOTATIONS_DIR)])
         annotations = read_json(a_path, ConversionError)
     return convert(questions, annotations, split, questions_name=q_path, annotations_name=a_path or 'annotations')
 
@@ -132,7 +138,9 @@ def convert_split(vqa_root: str, split: str) -> list[dict]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument('--vqa-root', required=True, help='folder with the unzipped official question/annotation JSONs')
+    parser.add_argument('--vqa-root', required=True,
+                        help='folder with the unzipped official question/annotation JSONs, flat or in '
+                             'Questions/ and Annotations/')
     parser.add_argument('--out-dir', required=True,
                         help='where to write vqav2_<subtype>.jsonl (the {annotations} root)')
     parser.add_argument('--splits', nargs='+', default=['train', 'val', 'test-dev'], choices=sorted(SPLITS))
@@ -140,8 +148,11 @@ def main(argv=None) -> int:
     for split in args.splits:
         try:
             records = convert_split(args.vqa_root, split)
-        except (ConversionError, FileNotFoundError) as e:
+        except ConversionError as e:
             print(f"error: {e}", file=sys.stderr)
+            return 1
+        except FileNotFoundError as e:
+            print(f"error: {e} (--vqa-root)", file=sys.stderr)
             return 1
         out = os.path.join(args.out_dir, output_filename(split))
         write_jsonl(records, out)

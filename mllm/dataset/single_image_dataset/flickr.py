@@ -6,6 +6,12 @@ per caption with `image_id` (image `<image_id>.jpg` in `image_folder`, or an exp
 image) and `boxes_seq` (the box indices of each marked phrase, in order). Records are checked at load:
 a bad marker, box or boxes_seq index raises an error naming `file:line`.
 
+Shikra's files and ours share the box values (the official loader's [xmin-1, ymin-1, xmax-1, ymax-1])
+but not the box lists: Shikra's list a caption's boxes in set order and repeat a box shared by two
+chains. So that both give the same item for the same caption, every record is put in one canonical
+form at load (`canonical_boxes`: boxes in order of first mention, equal boxes merged) and its boxes
+are clamped to the image when the item is built (as the converter clamps to the XML's size).
+
 - `Flickr30kDataset`: the question asks for a grounded caption; the answer is the caption with a
   `<boxes>` placeholder after every grounded phrase ("A man <boxes> in an orange hat <boxes> .").
 - `Flickr30kReverseDataset`: the question lists the grounded phrases with their boxes
@@ -72,6 +78,21 @@ def check_record(record: dict, where: str) -> None:
                                     f"{len(boxes)} box(es)")
 
 
+def canonical_boxes(boxes: list, boxes_seq: list[list[int]]) -> tuple[list[list[float]], list[list[int]]]:
+    """(boxes, boxes_seq) renumbered: boxes in order of first mention in boxes_seq, each distinct box
+    once (equal coordinates merged, repeats within a group dropped), unmentioned boxes left out."""
+    index: dict[tuple[float, ...], int] = {}
+    out_seq = []
+    for group in boxes_seq:
+        new_group: list[int] = []
+        for i in group:
+            j = index.setdefault(tuple(float(v) for v in boxes[i]), len(index))
+            if j not in new_group:
+                new_group.append(j)
+        out_seq.append(new_group)
+    return [list(box) for box in index], out_seq
+
+
 class _FlickrBase(AnnotationDataset):
     required_fields = ('image_id', 'sentence', 'boxes', 'boxes_seq')
 
@@ -80,14 +101,19 @@ class _FlickrBase(AnnotationDataset):
         super().__init__(filename, image_folder, template_file, seed)
         for record in self.records:
             check_record(record, record.get('__source__', filename))
+            record['boxes'], record['boxes_seq'] = canonical_boxes(record['boxes'], record['boxes_seq'])
 
     def _image(self, record: dict):
         # Shikra's records name the image by id only; an explicit img_path (other layouts) wins.
         return self.get_image({**record, 'img_path': record.get('img_path') or f"{record['image_id']}.jpg"})
 
     @staticmethod
-    def _target(record: dict) -> dict:
-        return {'boxes': [[float(v) for v in box] for box in record['boxes']], 'points': []}
+    def _target(record: dict, image_size: tuple[int, int]) -> dict:
+        """The record's boxes clamped to [0, width] x [0, height]: Shikra's files keep the official
+        loader's values unclamped, our converter clamps them to the same range."""
+        w, h = image_size
+        return {'boxes': [[min(max(v, 0.0), limit) for v, limit in zip(box, (w, h, w, h), strict=True)]
+                          for box in record['boxes']], 'points': []}
 
     def meta(self, index: int) -> dict:
         record = self.records[index]
@@ -110,9 +136,10 @@ class Flickr30kDataset(_FlickrBase):
 
     def build_item(self, index: int, record: dict) -> dict:
         answer = record['sentence'].replace(PHRASE_START, '').replace(PHRASE_END, f' {BOXES_PLACEHOLDER}')
+        image = self._image(record)
         return {
-            'image': self._image(record),
-            'target': self._target(record),
+            'image': image,
+            'target': self._target(record, image.size),
             'conversations': [
                 {'from': 'human', 'value': self.question(index), 'boxes_seq': None, 'points_seq': None},
                 {'from': 'gpt', 'value': answer, 'boxes_seq': [list(g) for g in record['boxes_seq']],
@@ -143,9 +170,10 @@ class Flickr30kReverseDataset(_FlickrBase):
             listed.append(f'{caption[start:end]} {BOXES_PLACEHOLDER}')
             boxes_seq.append(list(group))
         question = self.question(index, {PHRASES_PLACEHOLDER: ', '.join(listed)})
+        image = self._image(record)
         return {
-            'image': self._image(record),
-            'target': self._target(record),
+            'image': image,
+            'target': self._target(record, image.size),
             'conversations': [
                 {'from': 'human', 'value': question, 'boxes_seq': boxes_seq, 'points_seq': None},
                 {'from': 'gpt', 'value': caption, 'boxes_seq': None, 'points_seq': None},
