@@ -1,11 +1,13 @@
 # Shikra-style multi-task fine-tuning of LLaVA-1.5-7B: grounded captioning, REC/REG/GC, point QA,
-# GQA with box chain-of-thought, VQAv2 and LLaVA instructions, interleaved by probability.
+# GQA with box chain-of-thought, VQAv2, and LLaVA instructions with GPT4Gen's grounded chains of thought,
+# interleaved by probability.
 # Built only from _base_ pieces: every dataset entry and its location come from config/_base_/dataset/.
 # Point it at your data with the roots, e.g.
 #   --cfg-options data_args.roots.annotations=/data/ann data_args.roots.coco=/data/coco data_args.roots.vg=/data/vg
 _base_ = ['_base_/dataset/data_args.py', '_base_/dataset/rec_reg.py', '_base_/dataset/flickr30k.py',
           '_base_/dataset/point_qa.py', '_base_/dataset/gqa.py', '_base_/dataset/vqav2.py',
-          '_base_/dataset/llava_instruct.py', '_base_/model/llava_v1_7b.py', '_base_/train/fsdp.py']
+          '_base_/dataset/llava_instruct.py', '_base_/dataset/gpt4gen.py', '_base_/model/llava_v1_7b.py',
+          '_base_/train/fsdp.py']
 
 data_args = dict(
     train=dict(
@@ -21,8 +23,14 @@ data_args = dict(
             {{_base_.GQA_TRAIN.q_bc}},
             # VQAv2 and the instructions are large: a tenth of each, another tenth every epoch
             dict(type='SubsetDataset', portion=0.1, seed=0, reshuffle_each_epoch=True, cfg={{_base_.VQAV2_TRAIN}}),
-            dict(type='SubsetDataset', portion=0.1, seed=0, reshuffle_each_epoch=True,
-                 cfg={{_base_.LLAVA_INSTRUCT_150K_TRAIN}}),
+            # As in Shikra's final stage, the instructions and GPT4Gen's box chains of thought (BoxCoT and
+            # referential dialogue) form one member, concatenated.
+            dict(type='ConcatDataset', cfgs=[
+                dict(type='SubsetDataset', portion=0.1, seed=0, reshuffle_each_epoch=True,
+                     cfg={{_base_.LLAVA_INSTRUCT_150K_TRAIN}}),
+                {{_base_.GPT4GEN_TRAIN.bc}},
+                {{_base_.GPT4GEN_TRAIN.rd_bc}},
+            ]),
         ],
         probabilities=[0.15, 0.15, 0.1, 0.1, 0.05, 0.05, 0.05, 0.15, 0.1, 0.1],
         seed=42,

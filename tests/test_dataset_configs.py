@@ -79,7 +79,15 @@ def test_shikra_mixture_is_built_from_base_pieces():
     members = [leaf(c) for c in train['cfgs']]
     assert members[0] == base['FLICKR30K_TRAIN'] and members[1] == base['REC_REG_TRAIN']['rec_ref3_coco']
     assert members[7] == base['GQA_TRAIN']['q_bc'] and members[8] == base['VQAV2_TRAIN']
-    assert train['cfgs'][9]['cfg'] == base['LLAVA_INSTRUCT_150K_TRAIN']  # a subset of the held-out split's train part
+    # Shikra's final stage: the instructions (a subset of the held-out split's train part) concatenated with
+    # GPT4Gen's BoxCoT and referential-dialogue chains of thought, both with boxes.
+    instructions = train['cfgs'][9]
+    assert instructions['type'] == 'ConcatDataset'
+    assert instructions['cfgs'][0]['type'] == 'SubsetDataset'
+    assert instructions['cfgs'][0]['cfg'] == base['LLAVA_INSTRUCT_150K_TRAIN']
+    assert instructions['cfgs'][1:] == [base['GPT4GEN_TRAIN']['bc'], base['GPT4GEN_TRAIN']['rd_bc']]
+    assert [c['filename'] for c in instructions['cfgs'][1:]] == [
+        '{annotations}/GPT4GEN_BoxCoT_train.jsonl', '{annotations}/GPT4GEN_RD_BoxCoT_train.jsonl']
     assert len(train['probabilities']) == len(train['cfgs']) and abs(sum(train['probabilities']) - 1) < 1e-9
     assert cfg.data_args.roots == base['data_args']['roots']
     assert {t['type'] for t in members} >= {'Flickr30kDataset', 'RECDataset', 'REGDataset', 'GCDataset',

@@ -1,4 +1,5 @@
-"""COCOCaptionDataset on fixtures in the official captions_*2014.json layout and Karpathy's dataset_coco.json."""
+"""COCOCaptionDataset on fixtures in the official captions_*2014.json layout, Karpathy's dataset_coco.json and
+Shikra's CAP_coco2014_train.jsonl (one caption a line)."""
 import json
 import logging
 
@@ -9,7 +10,7 @@ from mllm.dataset.root import DATASETS
 from mllm.dataset.single_image_dataset.caption import COCOCaptionDataset
 from mllm.dataset.utils.io import DataFileError
 from mllm.dataset.validation import validate_item
-from tests.helpers import write_images, write_json
+from tests.helpers import write_images, write_json, write_jsonl
 
 # (id, file name, (width, height)); image 99 has no caption.
 IMAGES = [(42, 'COCO_val2014_000000000042.jpg', (64, 48)), (73, 'COCO_val2014_000000000073.jpg', (40, 60)),
@@ -136,3 +137,61 @@ def test_karpathy_split(karpathy):
     for split in (None, 'testing', 'train+dev'):
         with pytest.raises(ValueError, match='Karpathy split file; split must be one of'):
             COCOCaptionDataset(karpathy['file'], karpathy['root'], split=split)
+
+
+# Shikra's CAP_coco2014_train.jsonl: {img_path, caption}, one caption a line, COCO-2014 file names.
+SHIKRA_LINES = [
+    {'img_path': 'COCO_train2014_000000000009.jpg',
+     'caption': 'Closeup of bins of food that include broccoli and bread.'},
+    {'img_path': 'COCO_train2014_000000000025.jpg', 'caption': 'A giraffe eating food from the top of the tree.'},
+    {'img_path': 'COCO_train2014_000000000009.jpg',
+     'caption': 'A meal is presented in brightly colored  plastic trays.\n'},
+]
+
+
+@pytest.fixture
+def shikra(tmp_path):
+    folder = write_images(tmp_path / 'train2014', {'COCO_train2014_000000000009.jpg': (64, 48),
+                                                   'COCO_train2014_000000000025.jpg': (40, 60)})
+    return {'file': write_jsonl(tmp_path / 'CAP_coco2014_train.jsonl', SHIKRA_LINES), 'images': str(folder),
+            'root': tmp_path}
+
+
+def test_shikra_caption_jsonl(shikra):
+    ds = DATASETS.build(dict(type='COCOCaptionDataset', filename=shikra['file'], image_folder=shikra['images']))
+    assert len(ds) == 3
+    assert [ds[k]['source'] for k in range(3)] == [f"{shikra['file']}:{n}" for n in (1, 2, 3)]
+    assert [ds.meta(k) for k in range(3)] == [
+        {'image_id': 9, 'captions': ['Closeup of bins of food that include broccoli and bread.']},
+        {'image_id': 25, 'captions': ['A giraffe eating food from the top of the tree.']},
+        {'image_id': 9, 'captions': ['A meal is presented in brightly colored plastic trays.']},
+    ]
+    item = ds[1]
+    validate_item(item, 'shikra caption', 1, image_size=item['image'].size)
+    assert item['image'].size == (40, 60)
+    assert item['conversations'][1] == {'from': 'gpt', 'value': 'A giraffe eating food from the top of the tree.',
+                                        'boxes_seq': None, 'points_seq': None}
+    # eval: one item per image, its captions in file order, tagged with its first line
+    ds = COCOCaptionDataset(shikra['file'], shikra['images'], mode='eval')
+    assert len(ds) == 2 and [ds[k]['source'] for k in range(2)] == [f"{shikra['file']}:1", f"{shikra['file']}:2"]
+    assert ds.meta(0) == {'image_id': 9, 'captions': ['Closeup of bins of food that include broccoli and bread.',
+                                                      'A meal is presented in brightly colored plastic trays.']}
+    # a file with one line is still JSON Lines
+    one = write_jsonl(shikra['root'] / 'one.jsonl', SHIKRA_LINES[1:2])
+    assert COCOCaptionDataset(one, shikra['images']).meta(0) == {
+        'image_id': 25, 'captions': ['A giraffe eating food from the top of the tree.']}
+
+
+def test_shikra_caption_bad_lines_name_file_and_line(shikra):
+    root = shikra['root']
+    path = write_jsonl(root / 'bad.jsonl', [SHIKRA_LINES[0], {'img_path': 'COCO_train2014_000000000025.jpg'}])
+    with pytest.raises(DataFileError, match=r"bad\.jsonl:2: missing field\(s\) \['caption'\]"):
+        COCOCaptionDataset(path, shikra['images'])
+    path = write_jsonl(root / 'bad.jsonl', [*SHIKRA_LINES[:2], {'img_path': 7, 'caption': 'x'}])
+    with pytest.raises(DataFileError, match=r"bad\.jsonl:3: 'img_path' and 'caption' must be strings"):
+        COCOCaptionDataset(path, shikra['images'])
+    (root / 'bad.jsonl').write_text(json.dumps(SHIKRA_LINES[0]) + '\n{"img_path": "a.jpg", \n')
+    with pytest.raises(DataFileError, match=r'bad\.jsonl:2: not valid JSON'):
+        COCOCaptionDataset(str(root / 'bad.jsonl'), shikra['images'])
+    with pytest.raises(ValueError, match="split='train' applies to Karpathy"):
+        COCOCaptionDataset(shikra['file'], shikra['images'], split='train')

@@ -7,13 +7,16 @@ with max_length raised to 1024 so that the longest chain-of-thought answers are 
 tiny model: 64 image tokens per `<image>`).
 
 Per case and sample:
-  train  the decoded prompt equals the vicuna text written here by hand (placeholders all filled, the
-         image a single block of image tokens), the label tokens are exactly the gpt turns with their
-         boxes/points formatted and the `</s>` that closes each assistant turn, and nothing is skipped;
-  eval   the prompt ends with 'ASSISTANT:' and `labels` is the last gpt turn, formatted.
-For one case per box/point-bearing dataset the coordinates parsed back from the rendered text are
-compared with values computed by hand from the fixture's pixel coordinates. Where a dataset test already
-has a fixture in the same format (tests/test_ds_*.py), its records and image sizes are reused here.
+  train  the decoded prompt equals the vicuna text written here by hand (placeholders all filled, each
+         image a single block of image tokens, none for a text-only item), the label tokens are exactly
+         the gpt turns with their boxes/points written out and the `</s>` that closes each assistant turn,
+         and nothing is skipped;
+  eval   the prompt ends with 'ASSISTANT:' and `labels` is the last gpt turn, written out.
+Boxes and points are never computed by the code under test: every coordinate a fixture uses has its text
+in BOX_TEXT / POINT_TEXT, normalised by hand (expand-to-square shift and division worked out in the
+comments), so a bug in Expand2square, the normalisation or the formatter changes the rendered text and
+fails the case. Where a dataset test already has a fixture in the same format (tests/test_ds_*.py), its
+records and image sizes are reused here.
 """
 from __future__ import annotations
 
@@ -25,14 +28,13 @@ from pathlib import Path
 import pytest
 
 import mllm.dataset.builder  # noqa: F401  (registers every dataset)
-from mllm.dataset.process_function.box_formatter import PlainBoxFormatter
 from mllm.dataset.process_function.conv_template import VICUNA_SYSTEM
-from mllm.dataset.root import DATASETS, IGNORE_INDEX, IMAGE_PLACEHOLDER
+from mllm.dataset.root import BOXES_PLACEHOLDER, DATASETS, IGNORE_INDEX, IMAGE_PLACEHOLDER, POINTS_PLACEHOLDER
 from mllm.dataset.single_image_conversation import SingleImageConvDataset
-from mllm.dataset.utils.transform import Expand2square, norm_box_xyxy, norm_point_xy
 from mllm.dataset.validation import InvalidSampleError
 from tests import test_ds_caption as caption_fx
 from tests import test_ds_clevr as clevr_fx
+from tests import test_ds_gpt4gen as gpt4gen_fx
 from tests import test_ds_gqa as gqa_fx
 from tests import test_ds_instruct as llava_fx
 from tests import test_ds_pope as pope_fx
@@ -66,9 +68,6 @@ def write_box_records(root: Path) -> dict:
     return write_files(root, 'images', sizes, 'rec.jsonl', records)
 
 
-# 96x64 -> padded 16 px above; 64x96 -> padded 16 px left; both divided by the side 96.
-BOX_RECORD_BOXES = {0: [10 / 96, 21 / 96, 50 / 96, 56 / 96], 1: [16 / 96, 48 / 96, 80 / 96, 1.0]}
-
 
 def write_coco_captions(root: Path) -> dict:
     """Official annotations/captions_val2014.json (COCO format): the two captioned images of test_ds_caption."""
@@ -86,6 +85,12 @@ def write_karpathy(root: Path) -> dict:
             'image_folder': str(root)}
 
 
+def write_shikra_captions(root: Path) -> dict:
+    """Shikra's CAP_coco2014_train.jsonl (one caption a line) of test_ds_caption, on COCO train2014 images."""
+    sizes = {'COCO_train2014_000000000009.jpg': (64, 48), 'COCO_train2014_000000000025.jpg': (40, 60)}
+    return write_files(root, 'train2014', sizes, 'CAP_coco2014_train.jsonl', caption_fx.SHIKRA_LINES)
+
+
 def write_gqa(root: Path) -> dict:
     """tools/prepare_data/gqa.py JSONL (scene-graph boxes in pixel xyxy, the executed program): test_ds_gqa's."""
     return write_files(root, 'images', gqa_fx.SIZES, 'GQA_val_balanced.jsonl', gqa_fx.RECORDS)
@@ -96,6 +101,28 @@ def write_clevr(root: Path) -> dict:
     write_images(root / 'images' / 'val', clevr_fx.IMAGES, color=(10, 200, 10, 255), mode='RGBA')
     return {'filename': write_jsonl(root / 'CLEVR_val.jsonl', clevr_fx.RECORDS),
             'image_folder': str(root / 'images' / 'val')}
+
+
+def write_clevr_shikra(root: Path) -> dict:
+    """Shikra's CLEVR_val_questions_with_ans.jsonl + CLEVR_val_scenes.jsonl (joined by line) of test_ds_clevr."""
+    write_images(root / 'images' / 'val', {'CLEVR_val_000000.png': (480, 320), 'CLEVR_val_000001.png': (480, 320)},
+                 color=(10, 200, 10, 255), mode='RGBA')
+    return {'filename': write_jsonl(root / 'CLEVR_val_questions_with_ans.jsonl', clevr_fx.SHIKRA_QUESTIONS),
+            'scene_graph_file': write_jsonl(root / 'CLEVR_val_scenes.jsonl',
+                                            [clevr_fx.SCENES['scenes'][0], clevr_fx.SCENE_1]),
+            'image_folder': str(root / 'images' / 'val')}
+
+
+def write_gpt4gen_boxcot(root: Path) -> dict:
+    """Shikra's GPT4GEN_BoxCoT_train.jsonl of test_ds_gpt4gen (boxes in the chain of thought only)."""
+    files = gpt4gen_fx.write_gpt4gen(root)
+    return {'filename': files['boxcot'], 'image_folder': files['images']}
+
+
+def write_gpt4gen_rd(root: Path) -> dict:
+    """Shikra's GPT4GEN_RD_BoxCoT_train.jsonl of test_ds_gpt4gen (boxes in the question and the answer)."""
+    files = gpt4gen_fx.write_gpt4gen(root)
+    return {'filename': files['rd'], 'image_folder': files['images']}
 
 
 FLICKR_BOXES = [[0, 10, 40, 60], [50, 0, 100, 30], [60, 30, 100, 60]]  # on 100x60; boxes on every border
@@ -112,13 +139,15 @@ def write_flickr(root: Path) -> dict:
     return write_files(root, 'images', {'36979.jpg': (100, 60)}, 'CWB_flickr30k_train.jsonl', records)
 
 
-# 100x60 -> padded 20 px above, divided by 100.
-FLICKR_NORM = [[0.0, 0.3, 0.4, 0.8], [0.5, 0.2, 1.0, 0.5], [0.6, 0.5, 1.0, 0.8]]
-
-
 def write_llava(root: Path) -> dict:
     """llava_v1_5_mix665k.json (one JSON array) of test_ds_instruct: two rounds, text only, one round."""
     return write_files(root, 'data', llava_fx.IMAGES, 'llava_v1_5_mix665k.json', llava_fx.SAMPLES, write_json)
+
+
+def write_llava_jsonl(root: Path) -> dict:
+    """Shikra's llava_instruct_150k.jsonl (one sample a line, bare COCO-2017 names) of test_ds_instruct."""
+    sizes = {'000000033471.jpg': (100, 60), '000000052846.jpg': (64, 40)}
+    return write_files(root, 'train2017', sizes, 'llava_instruct_150k.jsonl', llava_fx.SHIKRA_SAMPLES)
 
 
 def write_point_qa(root: Path, twice: bool = False) -> dict:
@@ -148,10 +177,6 @@ def write_point_qa_twice(root: Path) -> dict:
     return write_point_qa(root, twice=True)
 
 
-# 120x80 -> padded 20 px above (/120); 60x100 -> padded 20 px left (/100).
-POINT_QA_NORM = {0: ([0.0, 30 / 120, 40 / 120, 100 / 120], [20 / 120, 65 / 120]),
-                 1: ([0.3, 0.0, 0.8, 0.3], [0.55, 0.15])}
-
 
 V7W_CANDIDATES = [[0, 0, 30, 20], [60, 40, 90, 60], [10, 25, 50, 55]]  # on 90x60
 
@@ -167,10 +192,6 @@ def write_v7w(root: Path) -> dict:
     return write_files(root, 'images', {'v7w_1.jpg': (90, 60), 'v7w_2.jpg': (50, 100)}, 'v7w_pointing_test.jsonl',
                        records)
 
-
-# 90x60 -> padded 15 px above, divided by 90; the points are the candidates' centres.
-V7W_BOXES = [[0.0, 15 / 90, 30 / 90, 35 / 90], [60 / 90, 55 / 90, 1.0, 75 / 90], [10 / 90, 40 / 90, 50 / 90, 70 / 90]]
-V7W_POINTS = [[15 / 90, 25 / 90], [75 / 90, 65 / 90], [30 / 90, 55 / 90]]
 
 
 def write_pope(root: Path) -> dict:
@@ -203,6 +224,110 @@ def write_vqa_test(root: Path) -> dict:
     return write_files(root, 'test2015', {'COCO_test2015_000000000001.jpg': (80, 40)}, 'vqav2_testdev.jsonl', records)
 
 
+# -- the hand-normalised coordinates ------------------------------------------------------------------------------
+# (image size, pixel coordinates of the original image) -> the text the plain formatter must write. Expand2square
+# pads the short side to the long one, (long - short) // 2 px before the image, and every value is then divided
+# by the long side (the square's side) and printed with 3 decimals.
+BOX_TEXT = {
+    # REC/REG/GC: 96x64 -> 16 px above, /96; 64x96 -> 16 px left, /96.
+    ((96, 64), (10, 5, 50, 40)): '0.104,0.219,0.521,0.583',     # (10, 21, 50, 56) / 96
+    ((64, 96), (0, 48, 64, 96)): '0.167,0.500,0.833,1.000',     # (16, 48, 80, 96) / 96
+    # Flickr30k: 100x60 -> 20 px above, /100.
+    ((100, 60), (0, 10, 40, 60)): '0.000,0.300,0.400,0.800',    # (0, 30, 40, 80) / 100
+    ((100, 60), (50, 0, 100, 30)): '0.500,0.200,1.000,0.500',   # (50, 20, 100, 50) / 100
+    ((100, 60), (60, 30, 100, 60)): '0.600,0.500,1.000,0.800',  # (60, 50, 100, 80) / 100
+    # PointQA: 120x80 -> 20 px above, /120; 60x100 -> 20 px left, /100.
+    ((120, 80), (0, 10, 40, 80)): '0.000,0.250,0.333,0.833',    # (0, 30, 40, 100) / 120
+    ((60, 100), (10, 0, 60, 30)): '0.300,0.000,0.800,0.300',    # (30, 0, 80, 30) / 100
+    # GQA: 500x333 -> (500 - 333) // 2 = 83 px above, /500; 300x400 -> 50 px left, /400.
+    ((500, 333), (0, 0, 500, 200)): '0.000,0.166,1.000,0.566',     # (0, 83, 500, 283) / 500
+    ((500, 333), (120, 40, 150, 190)): '0.240,0.246,0.300,0.546',  # (120, 123, 150, 273) / 500
+    ((300, 400), (0, 300, 80, 400)): '0.125,0.750,0.325,1.000',    # (50, 300, 130, 400) / 400
+    ((300, 400), (10, 50, 110, 350)): '0.150,0.125,0.400,0.875',   # (60, 50, 160, 350) / 400
+    ((300, 400), (150, 60, 290, 400)): '0.500,0.150,0.850,1.000',  # (200, 60, 340, 400) / 400
+    # Visual7W: 90x60 -> 15 px above, /90; 50x100 -> 25 px left, /100.
+    ((90, 60), (0, 0, 30, 20)): '0.000,0.167,0.333,0.389',       # (0, 15, 30, 35) / 90
+    ((90, 60), (60, 40, 90, 60)): '0.667,0.611,1.000,0.833',     # (60, 55, 90, 75) / 90
+    ((90, 60), (10, 25, 50, 55)): '0.111,0.444,0.556,0.778',     # (10, 40, 50, 70) / 90
+    ((50, 100), (0, 0, 50, 40)): '0.250,0.000,0.750,0.400',      # (25, 0, 75, 40) / 100
+    ((50, 100), (5, 60, 45, 100)): '0.300,0.600,0.700,1.000',    # (30, 60, 70, 100) / 100
+    ((50, 100), (20, 20, 30, 30)): '0.450,0.200,0.550,0.300',    # (45, 20, 55, 30) / 100
+    # GPT4Gen: 80x120 -> 20 px left, /120; 150x100 -> 25 px above, /150.
+    ((80, 120), (0, 0, 40, 60)): '0.167,0.000,0.500,0.500',      # (20, 0, 60, 60) / 120
+    ((80, 120), (30, 60, 80, 120)): '0.417,0.500,0.833,1.000',   # (50, 60, 100, 120) / 120
+    ((80, 120), (10, 90, 70, 110)): '0.250,0.750,0.750,0.917',   # (30, 90, 90, 110) / 120
+    ((150, 100), (15, 0, 75, 50)): '0.100,0.167,0.500,0.500',    # (15, 25, 75, 75) / 150
+    ((150, 100), (90, 40, 150, 100)): '0.600,0.433,1.000,0.833',  # (90, 65, 150, 125) / 150
+}
+POINT_TEXT = {
+    # PointQA: as the boxes above.
+    ((120, 80), (20, 45)): '0.167,0.542',   # (20, 65) / 120
+    ((60, 100), (35, 15)): '0.550,0.150',   # (55, 15) / 100 (no point in the record: the box centre)
+    # Visual7W: the candidates' centres.
+    ((90, 60), (15, 10)): '0.167,0.278',    # (15, 25) / 90
+    ((90, 60), (75, 50)): '0.833,0.722',    # (75, 65) / 90
+    ((90, 60), (30, 40)): '0.333,0.611',    # (30, 55) / 90
+    ((50, 100), (25, 20)): '0.500,0.200',   # (50, 20) / 100
+    ((50, 100), (25, 80)): '0.500,0.800',   # (50, 80) / 100
+    ((50, 100), (25, 25)): '0.500,0.250',   # (50, 25) / 100
+    # CLEVR objects: 480x320 -> 80 px above, /480.
+    ((480, 320), (100, 200)): '0.208,0.583',  # (100, 280) / 480
+    ((480, 320), (300, 150)): '0.625,0.479',  # (300, 230) / 480
+    ((480, 320), (480, 319)): '1.000,0.831',  # (480, 399) / 480; 0.83125 -> 0.831
+    ((480, 320), (0, 100)): '0.000,0.375',    # (0, 180) / 480 (Shikra's scene has x = -2: clamped to 0)
+    ((480, 320), (400, 240)): '0.833,0.667',  # (400, 320) / 480
+}
+
+
+def images_of(item) -> list:
+    image = item['image']
+    return list(image) if isinstance(image, (list, tuple)) else [image]
+
+
+def coordinate_texts(item) -> list[tuple[dict, tuple]]:
+    """(table, key) of every box/point the item's turns use, in reading order."""
+    images = images_of(item)
+    size = images[0].size if images else None
+    target = item.get('target') or {}
+    used = []
+    for turn in item['conversations']:
+        for table, seq_key, pool in ((BOX_TEXT, 'boxes_seq', target.get('boxes') or []),
+                                     (POINT_TEXT, 'points_seq', target.get('points') or [])):
+            for group in turn.get(seq_key) or []:
+                used += [(table, (size, tuple(pool[i]))) for i in group]
+    return used
+
+
+def expected_turns(item) -> list[dict]:
+    """The item's turns as the model must see them: every `<boxes>` / `<points>` replaced by the hand-written
+    text of its coordinates (several in one bracket, separated by ';'), the image placeholder(s) put first
+    where the conversation has none (LLaVA's convention, applied by the renderer)."""
+    images = images_of(item)
+    size = images[0].size if images else None
+    target = item.get('target') or {}
+
+    def fill(value, placeholder, seq, pool, table):
+        pieces = value.split(placeholder)
+        seq = seq or []
+        assert len(pieces) - 1 == len(seq), f'{len(pieces) - 1} {placeholder} for {len(seq)} groups'
+        out = pieces[0]
+        for group, rest in zip(seq, pieces[1:], strict=True):
+            keys = [(size, tuple(pool[i])) for i in group]
+            missing = [k for k in keys if k not in table]
+            assert not missing, f'no hand-written text for {missing}: add it to the table'
+            out += '[' + ';'.join(table[k] for k in keys) + ']' + rest
+        return out
+
+    turns = []
+    for turn in item['conversations']:
+        value = fill(turn['value'], BOXES_PLACEHOLDER, turn.get('boxes_seq'), target.get('boxes') or [], BOX_TEXT)
+        value = fill(value, POINTS_PLACEHOLDER, turn.get('points_seq'), target.get('points') or [], POINT_TEXT)
+        turns.append(dict(turn, value=value))
+    if images and not any(IMAGE_PLACEHOLDER in turn['value'] for turn in turns):
+        turns[0] = dict(turns[0], value=IMAGE_PLACEHOLDER * len(images) + ' ' + turns[0]['value'])
+    return turns
+
+
 # -- the table --------------------------------------------------------------------------------------------------
 @dataclass
 class Case:
@@ -210,69 +335,42 @@ class Case:
     type: str
     write: Callable[[Path], dict]
     kwargs: dict = field(default_factory=dict)
-    # sample index -> {'boxes': [groups], 'points': [groups]}: every coordinate group of the rendered
-    # conversation in reading order, normalised by hand from the fixture's pixel coordinates.
-    coords: dict = field(default_factory=dict)
-
-
-def _box_groups(*groups):
-    return {'boxes': [list(g) for g in groups], 'points': []}
 
 
 GQA_VERSIONS = ('q-a', 'q-c', 'q-bl', 'q-bc', 'q-s', 'q-bs', 'qb-a', 'qb-bc', 'qbp-bl')
-# GQA after padding: 500x333 -> 83 px above, /500 (wall, pipe); 300x400 -> 50 px left, /400 (the two people).
-W, P = [0.0, 83 / 500, 1.0, 283 / 500], [120 / 500, 123 / 500, 150 / 500, 273 / 500]
-PERSON, PERSON2 = [60 / 400, 50 / 400, 160 / 400, 350 / 400], [200 / 400, 60 / 400, 340 / 400, 1.0]
-# CLEVR objects 0-3 after padding: 480x320 -> 80 px above, /480.
-OBJ = [[100 / 480, 280 / 480], [300 / 480, 230 / 480], [1.0, 399 / 480], [0.0, 180 / 480]]
 
 CASES = [
-    Case('REC', 'RECDataset', write_box_records,
-         coords={0: _box_groups([BOX_RECORD_BOXES[0]]), 1: _box_groups([BOX_RECORD_BOXES[1]])}),
+    Case('REC', 'RECDataset', write_box_records),
     Case('REC-answer', 'RECDataset', write_box_records, {'answer': 'It is at <boxes>.'}),
-    Case('REG', 'REGDataset', write_box_records, coords={0: _box_groups([BOX_RECORD_BOXES[0]])}),
-    Case('GC', 'GCDataset', write_box_records, coords={1: _box_groups([BOX_RECORD_BOXES[1]])}),
+    Case('REG', 'REGDataset', write_box_records),
+    Case('GC', 'GCDataset', write_box_records),
     Case('COCOCaption-train', 'COCOCaptionDataset', write_coco_captions, {'mode': 'train'}),
     Case('COCOCaption-eval', 'COCOCaptionDataset', write_coco_captions, {'mode': 'eval'}),
     Case('COCOCaption-karpathy', 'COCOCaptionDataset', write_karpathy, {'split': 'test'}),
+    Case('COCOCaption-shikra-jsonl', 'COCOCaptionDataset', write_shikra_captions),
     *[Case(f'GQA-{v}', 'GQADataset', write_gqa, {'version': v}) for v in GQA_VERSIONS],
-    # qb-bc: the question's wall, then the steps' wall and pipe; the person, twice; the two people, twice.
-    Case('GQA-qb-bc-coords', 'GQADataset', write_gqa, {'version': 'qb-bc'},
-         coords={0: _box_groups([W], [W], [P]), 1: _box_groups([PERSON], [PERSON]),
-                 2: _box_groups([PERSON, PERSON2], [PERSON, PERSON2])}),
-    *[Case(f'CLEVR-{v}', 'CLEVRDataset', write_clevr, {'version': v}) for v in ('q-a', 'q-s')],
-    # The blue sphere (1), then the same-shape one (3); the big cylinder (2); the union names 0, (1, 3), then 0, 1, 3.
-    Case('CLEVR-q-bs', 'CLEVRDataset', write_clevr, {'version': 'q-bs'},
-         coords={0: {'boxes': [], 'points': [[OBJ[1]], [OBJ[3]]]},
-                 1: {'boxes': [], 'points': [[OBJ[2]]]},
-                 2: {'boxes': [], 'points': [[OBJ[0]], [OBJ[1], OBJ[3]], [OBJ[0], OBJ[1], OBJ[3]]]}}),
-    Case('Flickr30k', 'Flickr30kDataset', write_flickr,
-         coords={0: _box_groups([FLICKR_NORM[0]], FLICKR_NORM[1:]),
-                 1: _box_groups([FLICKR_NORM[0]], [FLICKR_NORM[1]], [FLICKR_NORM[0]])}),
-    # The reverse lists a repeated mention (same phrase, same boxes) once.
-    Case('Flickr30kReverse', 'Flickr30kReverseDataset', write_flickr,
-         coords={0: _box_groups([FLICKR_NORM[0]], FLICKR_NORM[1:]),
-                 1: _box_groups([FLICKR_NORM[0]], [FLICKR_NORM[1]])}),
-    Case('LLaVAInstruct', 'LLaVAInstructDataset', write_llava),
+    *[Case(f'CLEVR-{v}', 'CLEVRDataset', write_clevr, {'version': v}) for v in ('q-a', 'q-s', 'q-bs')],
+    *[Case(f'CLEVR-shikra-{v}', 'CLEVRDataset', write_clevr_shikra, {'version': v}) for v in ('q-a', 'q-bs')],
+    Case('Flickr30k', 'Flickr30kDataset', write_flickr),
+    Case('Flickr30kReverse', 'Flickr30kReverseDataset', write_flickr),
+    *[Case(f'GPT4Gen-{v}', 'GPT4GenDataset', write_gpt4gen_boxcot, {'version': v}) for v in ('a', 'c', 'bc')],
+    *[Case(f'GPT4Gen-RD-{v}', 'GPT4GenDataset', write_gpt4gen_rd, {'version': v}) for v in ('a', 'bc')],
+    Case('LLaVAInstruct', 'LLaVAInstructDataset', write_llava),  # the text-only sample has no image
+    Case('LLaVAInstruct-skip', 'LLaVAInstructDataset', write_llava, {'text_only': 'skip'}),
     Case('LLaVAInstruct-blank', 'LLaVAInstructDataset', write_llava, {'text_only': 'blank'}),
-    Case('PointQALocal-box', 'PointQALocalDataset', write_point_qa, {'version': 'box'},
-         coords={k: _box_groups([box]) for k, (box, _) in POINT_QA_NORM.items()}),
-    Case('PointQALocal-point', 'PointQALocalDataset', write_point_qa, {'version': 'point'},
-         coords={k: {'boxes': [], 'points': [[point]]} for k, (_, point) in POINT_QA_NORM.items()}),
+    Case('LLaVAInstruct-shikra-jsonl', 'LLaVAInstructDataset', write_llava_jsonl),
+    Case('PointQALocal-box', 'PointQALocalDataset', write_point_qa, {'version': 'box'}),
+    Case('PointQALocal-point', 'PointQALocalDataset', write_point_qa, {'version': 'point'}),
     Case('PointQALocal-both', 'PointQALocalDataset', write_point_qa, {'version': 'both'}),
     Case('PointQATwice-general-box', 'PointQATwiceDataset', write_point_qa_twice,
          {'question_type': 'general', 'version': 'box'}),
     Case('PointQATwice-object-point', 'PointQATwiceDataset', write_point_qa_twice,
-         {'question_type': 'object', 'version': 'point'},
-         coords={k: {'boxes': [], 'points': [[point]]} for k, (_, point) in POINT_QA_NORM.items()}),
+         {'question_type': 'object', 'version': 'point'}),
     Case('PointQATwice-super-both', 'PointQATwiceDataset', write_point_qa_twice,
          {'question_type': 'super', 'version': 'both'}),
-    Case('V7W-box', 'V7WPointingDataset', write_v7w,
-         coords={0: _box_groups(*[[b] for b in V7W_BOXES], [V7W_BOXES[2]])}),
-    Case('V7W-point', 'V7WPointingDataset', write_v7w, {'version': 'point'},
-         coords={0: {'boxes': [], 'points': [*[[p] for p in V7W_POINTS], [V7W_POINTS[2]]]}}),
-    Case('V7W-box-answer-point', 'V7WPointingDataset', write_v7w, {'version': 'box', 'answer_format': 'point'},
-         coords={0: {'boxes': [[b] for b in V7W_BOXES], 'points': [[V7W_POINTS[2]]]}}),
+    Case('V7W-box', 'V7WPointingDataset', write_v7w),
+    Case('V7W-point', 'V7WPointingDataset', write_v7w, {'version': 'point'}),
+    Case('V7W-box-answer-point', 'V7WPointingDataset', write_v7w, {'version': 'box', 'answer_format': 'point'}),
     Case('V7W-both-shuffled', 'V7WPointingDataset', write_v7w, {'version': 'both', 'shuffle_candidates': True}),
     Case('POPE', 'POPEDataset', write_pope),
     Case('POPE-short', 'POPEDataset', write_pope, {'answer': '{label}'}),
@@ -292,6 +390,18 @@ def test_table_covers_every_registered_dataset():
         f"registered datasets without a render case: {sorted(set(DATASETS.module_dict) - covered - set(EXCLUDED))}")
     assert not covered & set(EXCLUDED)
     assert len({case.id for case in CASES}) == len(CASES)
+
+
+def test_every_hand_written_coordinate_is_used(data_root):
+    """The tables hold exactly the coordinates the fixtures use (no stale or mistyped entry passes unseen)."""
+    used = {'boxes': set(), 'points': set()}
+    for case in CASES:
+        raw = build_raw(case, data_root)
+        for i in range(len(raw)):
+            for table, key in coordinate_texts(raw[i]):
+                used['boxes' if table is BOX_TEXT else 'points'].add(key)
+    assert used['boxes'] == set(BOX_TEXT)
+    assert used['points'] == set(POINT_TEXT)
 
 
 # -- rendering helpers ------------------------------------------------------------------------------------------
@@ -315,22 +425,6 @@ def build_raw(case: Case, data_root):
     return DATASETS.build(dict(type=case.type, **data_root(case.write), **case.kwargs))
 
 
-def formatted_turns(item) -> list[dict]:
-    """The item's turns with boxes/points written as the model sees them (Expand2square, then normalised)."""
-    image, target = Expand2square()(item['image'], item.get('target') or {})
-    width, height = image.size
-    target = target or {}
-    boxes = [norm_box_xyxy(b, width, height) for b in target.get('boxes') or []]
-    points = [norm_point_xy(p, width, height) for p in target.get('points') or []]
-    formatter = PlainBoxFormatter()
-    turns = [dict(turn, value=formatter(turn['value'], turn.get('boxes_seq'), turn.get('points_seq'), boxes, points))
-             for turn in item['conversations']]
-    if not any(IMAGE_PLACEHOLDER in turn['value'] for turn in turns):
-        # LLaVA convention (text-only samples): the image comes first.
-        turns[0] = dict(turns[0], value=f"{IMAGE_PLACEHOLDER} {turns[0]['value']}")
-    return turns
-
-
 def vicuna_text(turns, for_generation: bool) -> str:
     """vicuna_v1.1 written out: '{system} USER: {q} ASSISTANT: {a}</s>USER: ...'."""
     if for_generation:
@@ -341,21 +435,25 @@ def vicuna_text(turns, for_generation: bool) -> str:
     return text + ('ASSISTANT:' if for_generation else '')
 
 
-def decode_prompt(preprocessor, input_ids) -> str:
-    """Decoded input_ids with the block of image tokens written back as one `<image>`; checks the block."""
+def decode_prompt(preprocessor, input_ids, num_images: int = 1) -> str:
+    """Decoded input_ids with the block of image tokens written back as one `<image>`; checks the block
+    (a text-only item has no image token at all)."""
     tok = preprocessor['text']
     image_id = tok.convert_tokens_to_ids(preprocessor['image_token'])
     ids = input_ids.tolist()
     positions = [t for t, v in enumerate(ids) if v == image_id]
+    if num_images == 0:
+        assert positions == []
+        return tok.decode(ids)
     n = preprocessor['num_image_tokens']
-    assert len(positions) == n and positions == list(range(positions[0], positions[0] + n))
+    assert num_images == 1 and len(positions) == n and positions == list(range(positions[0], positions[0] + n))
     return tok.decode(ids[:positions[0] + 1] + ids[positions[-1] + 1:])
 
 
-def assert_no_placeholder_left(text: str, tok, end_of_turns: int):
+def assert_no_placeholder_left(text: str, tok, end_of_turns: int, num_images: int = 1):
     assert text.startswith(tok.bos_token) and text.count(tok.bos_token) == 1
     assert text.count(END_OF_TURN) == end_of_turns
-    assert text.count(IMAGE_PLACEHOLDER) == 1
+    assert text.count(IMAGE_PLACEHOLDER) == num_images
     rest = text.replace(tok.bos_token, '').replace(END_OF_TURN, '').replace(IMAGE_PLACEHOLDER, '')
     assert TAG.findall(rest) == [], f"unreplaced placeholder(s) in {text!r}"
 
@@ -376,14 +474,15 @@ def test_train_render(case, preprocessor, data_root):
             ds[0]
         return
     for i in range(len(raw)):
-        turns = formatted_turns(raw[i])
+        turns = expected_turns(raw[i])
+        num_images = len(images_of(raw[i]))
         answers = [turn['value'] for turn in turns if turn['from'] == 'gpt']
         sample = ds[i]
         ids, labels = sample['input_ids'], sample['labels']
         assert ds.skipped == [], f'{case.id}[{i}] skipped'
         assert labels.shape == ids.shape and len(ids) <= CONV['max_length']
-        text = decode_prompt(preprocessor, ids)
-        assert_no_placeholder_left(text, tok, end_of_turns=len(answers))
+        text = decode_prompt(preprocessor, ids, num_images)
+        assert_no_placeholder_left(text, tok, end_of_turns=len(answers), num_images=num_images)
         assert text == tok.bos_token + vicuna_text(turns, for_generation=False)
 
         kept = labels != IGNORE_INDEX
@@ -404,26 +503,13 @@ def test_eval_render(case, preprocessor, data_root):
     raw = build_raw(case, data_root)
     ds = SingleImageConvDataset(raw, preprocessor, mode='eval', **CONV)
     for i in range(len(raw)):
-        turns = formatted_turns(raw[i])
+        turns = expected_turns(raw[i])
+        num_images = len(images_of(raw[i]))
         sample = ds[i]
         assert ds.skipped == [], f'{case.id}[{i}] skipped'
-        text = decode_prompt(preprocessor, sample['input_ids'])
+        text = decode_prompt(preprocessor, sample['input_ids'], num_images)
         assert text.endswith(' ASSISTANT:')
-        assert_no_placeholder_left(text, tok, end_of_turns=sum(t['from'] == 'gpt' for t in turns) - 1)
+        assert_no_placeholder_left(text, tok, end_of_turns=sum(t['from'] == 'gpt' for t in turns) - 1,
+                                   num_images=num_images)
         assert text == tok.bos_token + vicuna_text(turns, for_generation=True)
         assert tok.decode(sample['labels']) == turns[-1]['value']
-
-
-@pytest.mark.parametrize('case', case_params([c for c in CASES if c.coords]))
-def test_coordinates_match_hand_computed_values(case, preprocessor, data_root):
-    """Boxes/points parsed back from the rendered training text equal the fixture's pixels, padded and normalised."""
-    formatter = PlainBoxFormatter()
-    ds = SingleImageConvDataset(build_raw(case, data_root), preprocessor, mode='train', **CONV)
-    for i, expected in case.coords.items():
-        text = decode_prompt(preprocessor, ds[i]['input_ids'])
-        for kind, parsed in (('boxes', formatter.extract(text)), ('points', formatter.extract_points(text))):
-            want = expected[kind]
-            assert [len(g) for g in parsed] == [len(g) for g in want], f'{case.id}[{i}] {kind}: {parsed}'
-            for got_group, want_group in zip(parsed, want, strict=True):
-                for got, value in zip(got_group, want_group, strict=True):
-                    assert got == pytest.approx(value, abs=1e-3), f'{case.id}[{i}] {kind}: {parsed} != {want}'

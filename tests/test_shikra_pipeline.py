@@ -24,6 +24,7 @@ from mllm.dataset.utils.mixture import InterleaveDataset
 from mllm.dataset.utils.transform import Expand2square, norm_box_xyxy
 from mllm.pipeline.finetune import collect_skipped, main
 from tests import helpers
+from tests import test_ds_gpt4gen as gpt4gen_fx
 from tests import test_prep_flickr30k_entities as flickr_fx
 from tests import test_prep_gqa as gqa_fx
 from tests import test_prep_refcoco as refcoco_fx
@@ -40,7 +41,8 @@ CONFIG = REPO / 'config' / 'shikra_mixture_llava_v1_7b.py'
 
 # The leaf dataset type of each member of the mixture's train InterleaveDataset, in config order.
 TRAIN_MEMBERS = ['Flickr30kDataset', 'RECDataset', 'REGDataset', 'GCDataset', 'PointQALocalDataset',
-                 'PointQATwiceDataset', 'V7WPointingDataset', 'GQADataset', 'VQAv2Dataset', 'LLaVAInstructDataset']
+                 'PointQATwiceDataset', 'V7WPointingDataset', 'GQADataset', 'VQAv2Dataset',
+                 ('LLaVAInstructDataset', 'GPT4GenDataset', 'GPT4GenDataset')]
 # multitest entry -> (its JSONL under {annotations}, the meta keys its dataset provides for the metric)
 MULTITEST = {
     'rec_refcoco_val': ('REC_refcoco_unc_val.jsonl', {'expression', 'bbox'}),
@@ -191,12 +193,27 @@ def write_llava_instruct(annotations: Path, coco: Path) -> None:
     write_json(annotations / 'llava_instruct_150k.json', samples)
 
 
+def write_gpt4gen(annotations: Path, flickr: Path) -> None:
+    """Shikra's GPT4GEN_BoxCoT_train.jsonl and GPT4GEN_RD_BoxCoT_train.jsonl (no converter: the release is this
+    JSONL) of test_ds_gpt4gen, on Flickr30K images."""
+    for name, size in gpt4gen_fx.SIZES.items():
+        save_png(flickr / name, size)
+    write_jsonl(annotations / 'GPT4GEN_BoxCoT_train.jsonl', gpt4gen_fx.BOXCOT)
+    write_jsonl(annotations / 'GPT4GEN_RD_BoxCoT_train.jsonl', gpt4gen_fx.RD)
+
+
 def leaf(dataset):
-    """The raw dataset under a mixture member (through SubsetDataset / HoldoutSplit wrappers)."""
+    """The raw dataset under a mixture member (through SubsetDataset / HoldoutSplit wrappers); a tuple of
+    them under a ConcatDataset."""
     while not isinstance(dataset, SingleImageConvDataset):
-        assert len(dataset.datasets) == 1, f'{type(dataset).__name__} is not a one-member wrapper'
+        if len(dataset.datasets) > 1:
+            return tuple(leaf(d) for d in dataset.datasets)
         dataset = dataset.datasets[0]
     return dataset.dataset
+
+
+def type_names(member):
+    return tuple(type_names(m) for m in member) if isinstance(member, tuple) else type(member).__name__
 
 
 def annotation_files(cfg) -> set[str]:
@@ -236,6 +253,7 @@ def run(tmp_path_factory):
     ann.mkdir()
     write_point_qa(ann)
     write_llava_instruct(ann, roots['coco'])
+    write_gpt4gen(ann, roots['flickr30k'])
 
     # 2. the converters, with the commands of their docstrings
     refcoco.main(['--data-root', str(refer_root), '--output-dir', str(ann), '--ref3'])
@@ -268,7 +286,8 @@ def test_converters_write_every_file_the_config_reads(run):
         'CWB_flickr30k_train.jsonl', 'REC_ref3_train.jsonl', 'GC_genome_train.jsonl', 'pointQA_local_train.jsonl',
         'pointQA_twice_train.jsonl', 'v7w_pointing_train.jsonl', 'GQA_train_balanced.jsonl', 'vqav2_train2014.jsonl',
         'llava_instruct_150k.json', 'REC_refcoco_unc_val.jsonl', 'GQA_testdev_balanced.jsonl',
-        'vqav2_val2014.jsonl', 'v7w_pointing_test.jsonl'}
+        'vqav2_val2014.jsonl', 'v7w_pointing_test.jsonl', 'GPT4GEN_BoxCoT_train.jsonl',
+        'GPT4GEN_RD_BoxCoT_train.jsonl'}
     for name in sorted(run['expected_files']):
         assert (run['ann'] / name).is_file(), f'{name}: expected by the config, not written'
 
@@ -285,7 +304,7 @@ def test_training_ran_on_every_member(run):
 
     mixture = trainer.train_dataset
     assert isinstance(mixture, InterleaveDataset)
-    assert [type(leaf(m)).__name__ for m in mixture.datasets] == TRAIN_MEMBERS
+    assert [type_names(leaf(m)) for m in mixture.datasets] == TRAIN_MEMBERS
     assert all(len(m) > 0 for m in mixture.datasets), [len(m) for m in mixture.datasets]
     assert {k for k, _ in mixture.table} == set(range(len(TRAIN_MEMBERS)))
     # Every position of the mixture renders into model inputs with answer tokens; nothing is skipped.

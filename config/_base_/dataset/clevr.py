@@ -22,5 +22,20 @@ CLEVR_TEST = {
     for v in __VERSIONS
 }
 
+# Shikra's own files put in {annotations}, read without conversion: CLEVR_{train,val}_questions_with_ans.jsonl (each
+# program step with its result) joined by line with CLEVR_{train,val}_scenes.jsonl (line k+1 = image_index k).
+CLEVR_SHIKRA_TRAIN = {
+    v.replace('-', '_'): dict(type='CLEVRDataset', filename='{annotations}/CLEVR_train_questions_with_ans.jsonl',
+                              scene_graph_file='{annotations}/CLEVR_train_scenes.jsonl',
+                              image_folder='{clevr}/images/train', version=v, template_file=__TEMPLATES[v])
+    for v in __VERSIONS
+}
+CLEVR_SHIKRA_VALIDATION = {
+    v.replace('-', '_'): dict(type='CLEVRDataset', filename='{annotations}/CLEVR_val_questions_with_ans.jsonl',
+                              scene_graph_file='{annotations}/CLEVR_val_scenes.jsonl',
+                              image_folder='{clevr}/images/val', version=v, template_file=__TEMPLATES[v])
+    for v in __VERSIONS
+}
+
 CLEVR_METRIC = dict(type='CLEVRComputeMetrics')
 CLEVR_COT_METRIC = dict(type='CLEVRComputeMetrics', require_cue=True)

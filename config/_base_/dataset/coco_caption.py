@@ -15,3 +15,7 @@ COCO_CAPTION_KARPATHY_VAL = dict(COCO_CAPTION_KARPATHY_TRAIN, split='val', mode=
 COCO_CAPTION_KARPATHY_TEST = dict(COCO_CAPTION_KARPATHY_TRAIN, split='test', mode='eval')
 
 COCO_CAPTION_METRIC = dict(type='CaptionComputeMetrics')
+
+# Shikra's CAP_coco2014_train.jsonl (one {img_path, caption} a line, COCO-2014 file names) put in {annotations}.
+COCO_CAPTION_SHIKRA_TRAIN = dict(type='COCOCaptionDataset', filename='{annotations}/CAP_coco2014_train.jsonl',
+                                 image_folder='{coco}/train2014', mode='train', template_file='Caption.json')

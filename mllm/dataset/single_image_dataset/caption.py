@@ -1,13 +1,16 @@
-"""COCO captioning, read from the official caption files or from the Karpathy split.
+"""COCO captioning, read from the official caption files, the Karpathy split or Shikra's caption JSONL.
 
-Two layouts are recognised by their content:
+Three layouts are recognised by their content:
   * official `annotations/captions_{train,val}2014.json` (COCO format, indexed with pycocotools):
     `images` [{id, file_name, width, height, ...}] and `annotations` [{id, image_id, caption}];
     image paths are `image_folder/file_name` (image_folder = {coco}/train2014 or val2014);
   * Karpathy's `dataset_coco.json`: {'dataset': 'coco', 'images': [{filepath, filename, split,
     cocoid, sentences: [{raw, tokens}, ...]}]}; image paths are `image_folder/filepath/filename`
     (image_folder = the COCO root) and `split` ('train', 'val', 'test', 'restval', or several
-    joined by '+', e.g. 'train+restval') picks the images.
+    joined by '+', e.g. 'train+restval') picks the images;
+  * Shikra's `CAP_coco2014_train.jsonl`: JSON Lines, one caption a line, {img_path, caption} with
+    `img_path` a COCO-2014 file name (image_folder = {coco}/train2014); records are tagged 'file:line',
+    and the image id is read from the file name ('COCO_train2014_000000000009.jpg' -> 9).
 mode='train' gives one item per caption; mode='eval' one item per image, its first caption as the
 reference text and all of them in `meta(index)['captions']` for CaptionComputeMetrics. Images
 without any caption are left out of 'eval' (nothing to score against) and their count logged.
@@ -22,8 +25,9 @@ import os
 from pycocotools.coco import COCO
 
 from ..root import DATASETS, IMAGE_PLACEHOLDER
-from ..utils.io import DataFileError, read_json
+from ..utils.io import DataFileError, read_jsonl
 from .base import AnnotationDataset
+from .instruct import read_json_or_jsonl
 
 logger = logging.getLogger(__name__)
 KARPATHY_SPLITS = ('train', 'val', 'test', 'restval')
@@ -32,6 +36,12 @@ KARPATHY_SPLITS = ('train', 'val', 'test', 'restval')
 def clean_caption(text: str) -> str:
     """Collapse whitespace: COCO captions carry stray newlines and trailing spaces."""
     return ' '.join(str(text).split())
+
+
+def coco_image_id(file_name: str) -> int | str:
+    """The id in a COCO file name ('COCO_train2014_000000000009.jpg' -> 9); the name itself if it has none."""
+    digits = os.path.splitext(os.path.basename(file_name))[0].rsplit('_', 1)[-1]
+    return int(digits) if digits.isdigit() else file_name
 
 
 @DATASETS.register_module()
@@ -51,11 +61,19 @@ class COCOCaptionDataset(AnnotationDataset):
 
     # -- reading -------------------------------------------------------------------------------
     def load_records(self, filename: str) -> list[dict]:
-        data = read_json(filename)
-        if not isinstance(data, dict) or not isinstance(data.get('images'), list):
-            raise DataFileError(f"{filename}: expected a COCO captions file or Karpathy's dataset_coco.json "
-                                f"(an object with an 'images' list)")
-        if 'annotations' in data:
+        layout, data = read_json_or_jsonl(filename)
+        if layout == 'json' and isinstance(data, dict) and 'caption' in data:
+            layout, data = 'jsonl', read_jsonl(filename)  # Shikra's layout with a single caption
+        if layout == 'jsonl':
+            if self.split is not None:
+                raise ValueError(f"COCOCaptionDataset: split={self.split!r} applies to Karpathy's dataset_coco.json "
+                                 f"only; {filename} is a caption JSONL (one split per file)")
+            per_caption = self._read_shikra(data)
+            per_image = self._group_by_image(per_caption)
+        elif not isinstance(data, dict) or not isinstance(data.get('images'), list):
+            raise DataFileError(f"{filename}: expected a COCO captions file, Karpathy's dataset_coco.json "
+                                f"(an object with an 'images' list) or a caption JSONL")
+        elif 'annotations' in data:
             if self.split is not None:
                 raise ValueError(f"COCOCaptionDataset: split={self.split!r} applies to Karpathy's dataset_coco.json "
                                  f"only; {filename} is an official COCO file (one split per file)")
@@ -102,6 +120,30 @@ class COCOCaptionDataset(AnnotationDataset):
                         'captions': [clean_caption(a['caption'])], '__source__': f"{filename}:annotation_id={a['id']}"}
                        for a in data['annotations']]
         return per_image, per_caption
+
+    @staticmethod
+    def _read_shikra(lines: list[dict]) -> list[dict]:
+        records = []
+        for line in lines:
+            source = line['__source__']
+            missing = [key for key in ('img_path', 'caption') if key not in line]
+            if missing:
+                raise DataFileError(f"{source}: missing field(s) {missing}")
+            if not isinstance(line['img_path'], str) or not isinstance(line['caption'], str):
+                raise DataFileError(f"{source}: 'img_path' and 'caption' must be strings")
+            image_id = line.get('image_id', coco_image_id(line['img_path']))
+            records.append({'img_path': line['img_path'], 'image_id': image_id,
+                            'captions': [clean_caption(line['caption'])], '__source__': source})
+        return records
+
+    @staticmethod
+    def _group_by_image(per_caption: list[dict]) -> list[dict]:
+        """One record per image in order of first appearance, tagged with its first caption's source."""
+        per_image: dict[str, dict] = {}
+        for r in per_caption:
+            entry = per_image.setdefault(r['img_path'], dict(r, captions=[]))
+            entry['captions'].extend(r['captions'])
+        return list(per_image.values())
 
     def _read_karpathy(self, filename: str, data: dict) -> list[dict]:
         wanted = (self.split or '').split('+')
