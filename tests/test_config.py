@@ -1,6 +1,7 @@
 """Tests for config-file + command-line resolution (mllm.config.prepare_args / parse_cli)."""
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 from mmengine.config import Config
@@ -201,3 +202,50 @@ def test_truncated_flag_is_rejected(cfg_file):
 def test_ambiguous_prefix_flag_raises_config_error(cfg_file, capsys):
     with pytest.raises(ConfigError, match='warmup'):
         parse_cli([cfg_file, '--warmup', '100'])
+
+
+# -- --cfg-options on helper variables (resolved when the file was read: overriding them does nothing) --
+def test_cfg_options_on_a_helper_dict_names_the_section_key_to_set(cfg_file):
+    # TRAIN_SET was copied into data_args.train when the file was read; the old code merged the
+    # option into TRAIN_SET and trained on a.jsonl anyway
+    with pytest.raises(ConfigError) as info:
+        parse_cli([cfg_file, '--cfg-options', 'TRAIN_SET.filename=b.jsonl'])
+    message = str(info.value)
+    assert message.startswith("--cfg-options TRAIN_SET.filename: 'TRAIN_SET' is a helper variable")
+    assert 'has no effect' in message and 'already copied into the sections' in message
+    assert message.endswith('Set data_args.train.filename instead.')
+
+
+def test_cfg_options_on_a_helper_value_finds_where_it_was_used(cfg_file):
+    with pytest.raises(ConfigError, match=r'Set training_args\.learning_rate instead\.$'):
+        parse_cli([cfg_file, '--cfg-options', 'LR=2e-3'])
+
+
+def test_cfg_options_on_an_unused_helper_gives_a_generic_hint(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path / 'unused.py', """
+        _SPARE = dict(filename='x.jsonl')
+        training_args = dict(learning_rate=1e-3)
+    """)
+    with pytest.raises(ConfigError) as info:
+        parse_cli([path, '--cfg-options', '_SPARE.filename=y.jsonl'])
+    assert 'has no effect' in str(info.value)
+    assert 'Set the model_args / data_args / training_args key that uses it instead' in str(info.value)
+
+
+def test_cfg_options_on_a_name_the_file_does_not_have(cfg_file):
+    with pytest.raises(ConfigError, match="'NOPE' is not a key of the config file"):
+        parse_cli([cfg_file, '--cfg-options', 'NOPE.x=1'])
+
+
+def test_cfg_options_on_the_demo_helpers_point_at_every_copy():
+    demo = str(Path(__file__).resolve().parents[1] / 'config' / 'demo' / 'shapes_rec_tiny_llava.py')
+    with pytest.raises(ConfigError, match=r'Set data_args\.train\.filename instead\.$'):
+        parse_cli([demo, '--cfg-options', 'SHAPES_REC.train.filename=/data/train.jsonl'])
+    # SHAPES_REC.test feeds both the validation set and the multitest entry
+    with pytest.raises(ConfigError, match=r'Set data_args\.validation\.image_folder, '
+                                          r'data_args\.multitest\.shapes_test\.cfg\.image_folder instead\.$'):
+        parse_cli([demo, '--cfg-options', 'SHAPES_REC.test.image_folder=/data/images'])
+    # a helper copied into a list: the option path uses the list index
+    with pytest.raises(ConfigError, match=r'Set data_args\.prepare\.0\.root instead\.$'):
+        parse_cli([demo, '--cfg-options', 'SHAPES_PREPARE.root=/data/shapes'])

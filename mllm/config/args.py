@@ -4,6 +4,8 @@ A run is described by one Python config file (mmengine `Config`, with `_base_` i
 holding three sections: `model_args`, `data_args`, `training_args`. The command line may add
 `--cfg-options key=value ...` (mmengine `DictAction`) and any `Seq2SeqTrainingArguments` flag.
 Precedence: config file < `--cfg-options` < training flags typed on the command line.
+`--cfg-options` may only name keys inside the three sections: a helper variable of the file (e.g.
+`SHAPES_REC` of a `_base_` file) was already copied into them when the file was read.
 """
 from __future__ import annotations
 
@@ -28,8 +30,9 @@ class ConfigError(ValueError):
     """A config file, a --cfg-options key or a command-line flag is wrong."""
 
 
-def _suggest(name: str, valid) -> str:
-    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+def did_you_mean(name: str, valid) -> str:
+    """" Did you mean 'x'?" for the closest valid name (difflib), or '' when none is close."""
+    close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=0.6)
     return f" Did you mean '{close[0]}'?" if close else ''
 
 
@@ -45,7 +48,7 @@ def _check_top_level(cfg: Config, path: str) -> None:
         if key in SECTIONS or _is_helper_variable(key):
             continue
         raise ConfigError(
-            f"{path}: unknown top-level key '{key}'.{_suggest(key, SECTIONS)} "
+            f"{path}: unknown top-level key '{key}'.{did_you_mean(key, SECTIONS)} "
             f"Valid sections are {', '.join(SECTIONS)} (helper variables must be UPPER_CASE)."
         )
 
@@ -69,7 +72,7 @@ def _typed_training_flags(argv: list[str]) -> dict:
     if unknown:
         valid = [opt for a in parser._actions for opt in a.option_strings]
         flag = next((u for u in unknown if u.startswith('-')), unknown[0])
-        raise ConfigError(f"unknown command-line flag '{flag}'.{_suggest(flag.split('=')[0], valid)}")
+        raise ConfigError(f"unknown command-line flag '{flag}'.{did_you_mean(flag.split('=')[0], valid)}")
     return vars(namespace)
 
 
@@ -81,8 +84,66 @@ def build_training_args(training_cfg: dict, source: str) -> Seq2SeqTrainingArgum
     fields = _training_fields()
     for key in training_cfg:
         if key not in fields:
-            raise ConfigError(f"{source}: unknown training_args key '{key}'.{_suggest(key, fields)}")
+            raise ConfigError(f"{source}: unknown training_args key '{key}'.{did_you_mean(key, fields)}")
     return Seq2SeqTrainingArguments(**training_cfg)
+
+
+def _walk(value, path: str):
+    """Yield (dotted path, value) for `value` and everything nested in its dicts and lists."""
+    yield path, value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        yield from _walk(v, f"{path}.{k}")
+
+
+def _lookup(cfg, parts: list[str]):
+    value = cfg
+    for part in parts:
+        value = value[int(part)] if isinstance(value, list) else value[part]
+    return value
+
+
+def _copies_of(cfg: Config, parts: list[str]) -> list[str]:
+    """Section keys that received the helper value named by `parts` when the file was read.
+
+    The shortest prefix of `parts` whose dict or list appears verbatim in a section locates the
+    copies (`SHAPES_REC.train` -> `data_args.train`), the rest of the path is appended to them. A
+    helper that is a plain value (`LR = 1e-3`) is looked up by equality; True/False/None are too
+    common to say anything.
+    """
+    for n in range(1, len(parts) + 1):
+        try:
+            value = _lookup(cfg, parts[:n])
+        except (KeyError, IndexError, ValueError, TypeError):
+            return []
+        container = isinstance(value, (dict, list))
+        if (container and not value) or (not container and (n < len(parts) or value is None
+                                                            or isinstance(value, bool))):
+            continue
+        suffix = ''.join(f'.{p}' for p in parts[n:])
+        # type check for plain values: 1 == 1.0 == True would match unrelated keys
+        hits = [path + suffix for section in SECTIONS if section in cfg
+                for path, v in _walk(cfg[section], section)
+                if v == value and (container or type(v) is type(value))]
+        if hits:
+            return hits
+    return []
+
+
+def _helper_option_message(cfg: Config, key: str) -> str:
+    top = key.split('.')[0]
+    if top not in cfg:
+        return (f"--cfg-options {key}: '{top}' is not a key of the config file, and only keys inside the "
+                f"sections ({', '.join(SECTIONS)}) can be overridden.")
+    head = (f"--cfg-options {key}: '{top}' is a helper variable of the config file, not one of the sections "
+            f"({', '.join(SECTIONS)}). Overriding it has no effect: its value was already copied into the "
+            f"sections when the config file was read.")
+    copies = _copies_of(cfg, key.split('.'))
+    if copies:
+        shown = ', '.join(copies[:5]) + (f' (and {len(copies) - 5} more)' if len(copies) > 5 else '')
+        return f"{head} Set {shown} instead."
+    return (f"{head} Set the model_args / data_args / training_args key that uses it instead "
+            f"(the resolved keys are written to <output_dir>/cfg.py).")
 
 
 def parse_cli(argv: list[str] | None = None) -> tuple[Config, dict]:
@@ -99,8 +160,11 @@ def parse_cli(argv: list[str] | None = None) -> tuple[Config, dict]:
     _check_top_level(cfg, args.config)
     for key in args.cfg_options:
         top = key.split('.')[0]
-        if top not in SECTIONS and not _is_helper_variable(top):
-            raise ConfigError(f"--cfg-options: unknown key '{key}'.{_suggest(top, SECTIONS)}")
+        if top in SECTIONS:
+            continue
+        if _is_helper_variable(top):
+            raise ConfigError(_helper_option_message(cfg, key))
+        raise ConfigError(f"--cfg-options: unknown key '{key}'.{did_you_mean(top, SECTIONS)}")
     cfg.merge_from_dict(args.cfg_options)
     flags = _typed_training_flags(rest)
     return cfg, flags

@@ -6,16 +6,30 @@ Three ways in, one model class:
 - a LLaVA-format checkpoint (`config.json` with model_type `llava` or `mllm_llava`), local or a hub id;
 - a causal-LM checkpoint plus `vision_tower` (a CLIP checkpoint): LLaVA pre-training from parts,
   the projector freshly initialised.
+
+`MODEL_ARGS_KEYS` lists every `model_args` key this family reads; `check_llava_args` checks their
+values (tiny sizes, dtype, checkpoint locations) without building anything.
 """
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
 import json
 import logging
 import os
 
 import torch
+from huggingface_hub import hf_hub_download, is_offline_mode
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HFValidationError,
+    LocalEntryNotFoundError,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+)
+from huggingface_hub.utils import validate_repo_id
 from transformers import (
-    AutoConfig,
     AutoImageProcessor,
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -27,10 +41,20 @@ from transformers import (
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 from transformers.utils import is_flash_attn_2_available
 
+from ...config import ConfigError
+from ...config.args import did_you_mean
 from .configuration_llava import MllmLlavaConfig
 from .modeling_llava import MllmLlavaForConditionalGeneration
 
 logger = logging.getLogger(__name__)
+
+# Every model_args key build_llava and its helpers read. build_model adds the keys all families
+# share (type, conv_args, target_processor); any other key is a typo and an error.
+MODEL_ARGS_KEYS = frozenset({
+    'model_name_or_path', 'tokenizer_name_or_path', 'vision_tower', 'tiny', 'init_seed', 'projector_type',
+    'vision_feature_layer', 'vision_feature_select_strategy', 'freeze_vision_tower', 'freeze_backbone',
+    'tune_mm_mlp_adapter', 'torch_dtype', 'attn_implementation', 'image_token',
+})
 
 TINY_DEFAULTS = {
     'image_size': 64, 'patch_size': 8, 'vision_position_std': None,
@@ -38,6 +62,15 @@ TINY_DEFAULTS = {
     'text': {'hidden_size': 128, 'intermediate_size': 384, 'num_hidden_layers': 2, 'num_attention_heads': 4,
              'num_key_value_heads': 4, 'max_position_embeddings': 512},
 }
+
+
+# tiny.text / tiny.vision feed these config classes; the keys below are filled by the builder itself.
+TINY_CONFIG_CLASSES = {'text': LlamaConfig, 'vision': CLIPVisionConfig}
+_TINY_SET_BY_BUILDER = {
+    'text': {k: 'the tiny tokenizer' for k in ('vocab_size', 'bos_token_id', 'eos_token_id', 'pad_token_id')},
+    'vision': {'image_size': 'model_args.tiny.image_size', 'patch_size': 'model_args.tiny.patch_size'},
+}
+_DTYPES = ('float32', 'bfloat16', 'float16', 'float64')
 
 
 def _merge(defaults: dict, override: dict | None) -> dict:
@@ -54,14 +87,153 @@ def _attn_implementation(requested: str | None) -> str:
     return requested or 'sdpa'
 
 
+# -- argument checking ---------------------------------------------------------------------------
+@functools.cache
+def config_fields(cls) -> frozenset[str]:
+    """The names a transformers config class takes: its init parameters and the attributes it sets.
+
+    Config classes accept any keyword and keep it as an attribute, so a typo would pass silently.
+    """
+    params = {name for name, p in inspect.signature(cls).parameters.items()
+              if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    bookkeeping = {'model_type', 'transformers_version', 'architectures'}
+    attrs = {k for k in cls().to_dict() if not k.startswith('_')}
+    return frozenset((params | attrs | set(cls.attribute_map)) - bookkeeping)
+
+
+def _check_tiny(tiny) -> None:
+    if tiny is None:
+        return
+    if not isinstance(tiny, dict):
+        raise ConfigError(f"model_args.tiny: expected a dict of sizes, got {tiny!r}")
+    for key, value in tiny.items():
+        if key not in TINY_DEFAULTS:
+            raise ConfigError(f"model_args.tiny: unknown key '{key}'.{did_you_mean(key, TINY_DEFAULTS)} "
+                              f"Valid keys: {', '.join(TINY_DEFAULTS)}")
+        if key not in TINY_CONFIG_CLASSES:
+            continue
+        cls = TINY_CONFIG_CLASSES[key]
+        if not isinstance(value, dict):
+            raise ConfigError(f"model_args.tiny.{key}: expected a dict of {cls.__name__} fields, got {value!r}")
+        fields = config_fields(cls) - set(_TINY_SET_BY_BUILDER[key])
+        for name in value:
+            if name in _TINY_SET_BY_BUILDER[key]:
+                raise ConfigError(f"model_args.tiny.{key}.{name} is set by the builder from "
+                                  f"{_TINY_SET_BY_BUILDER[key][name]}; remove it")
+            if name not in fields:
+                raise ConfigError(f"model_args.tiny.{key}: unknown key '{name}' ({cls.__name__} has no such "
+                                  f"field).{did_you_mean(name, fields)}")
+
+
+def _check_dtype(value) -> None:
+    if not (isinstance(value, str) and isinstance(getattr(torch, value, None), torch.dtype)):
+        raise ConfigError(f"model_args.torch_dtype: {value!r} is not a torch dtype.{did_you_mean(value, _DTYPES)} "
+                          f"Use one of {', '.join(_DTYPES)}")
+
+
+def _looks_like_path(value: str) -> bool:
+    # A hub id is 'name' or 'org/name': anything absolute, marked relative or deeper is meant as a directory.
+    return (os.path.isabs(value) or value.startswith(('./', '../', '~')) or value in ('.', '..')
+            or value.strip('/').count('/') > 1)
+
+
+def _no_such_directory(where: str, value: str) -> ConfigError:
+    message = f"{where}: no such directory: {value}"
+    path = os.path.abspath(os.path.expanduser(value.rstrip('/') or '/'))
+    parent = os.path.dirname(path)
+    if os.path.isdir(parent):
+        try:
+            siblings = [e for e in os.listdir(parent) if os.path.isdir(os.path.join(parent, e))]
+        except OSError:
+            siblings = []
+        close = difflib.get_close_matches(os.path.basename(path), siblings, n=1)
+        if close:
+            message += f". Did you mean '{os.path.join(os.path.dirname(value.rstrip('/')), close[0])}'?"
+    else:
+        missing = parent
+        while not os.path.isdir(os.path.dirname(missing)):
+            missing = os.path.dirname(missing)
+        message += f" ({missing} does not exist either)"
+    return ConfigError(message)
+
+
+def _hub_file(repo_id: str, filename: str, where: str) -> str:
+    """The local path of `filename` of a hub model (downloaded or cached); errors name the key."""
+    try:
+        return hf_hub_download(repo_id, filename)
+    except GatedRepoError as e:
+        raise ConfigError(f"{where}: the hub repository '{repo_id}' is gated: request access on its page and "
+                          f"log in (`hf auth login`)") from e
+    except RepositoryNotFoundError as e:
+        raise ConfigError(f"{where}: '{repo_id}' is neither a local directory nor a model on the Hugging Face hub "
+                          f"(a private one needs `hf auth login`)") from e
+    except RemoteEntryNotFoundError as e:
+        raise ConfigError(f"{where}: the hub repository '{repo_id}' has no {filename}: not a transformers "
+                          f"checkpoint") from e
+    except LocalEntryNotFoundError as e:
+        if is_offline_mode():
+            raise ConfigError(
+                f"{where}: '{repo_id}' is not a local directory (relative to {os.getcwd()}), and the Hugging Face "
+                f"hub is offline (HF_HUB_OFFLINE=1) with no cached copy of it. Give a checkpoint directory, "
+                f"download it first (`hf download {repo_id}`) or unset HF_HUB_OFFLINE") from e
+        raise ConfigError(f"{where}: could not reach the Hugging Face hub to fetch '{repo_id}' and there is no "
+                          f"cached copy ({e})") from e
+    except Exception as e:  # proxy, SSL, HTTP 401/5xx: the hub did not answer usefully
+        raise ConfigError(f"{where}: could not fetch '{repo_id}' from the Hugging Face hub: "
+                          f"{type(e).__name__}: {e}") from e
+
+
+def locate_checkpoint(value, key: str, probe: str | None = 'config.json') -> str | None:
+    """Check that `model_args.<key>` names a local directory or a reachable hub id.
+
+    Returns the local path of its `probe` file (a hub file is downloaded into, or read from, the
+    cache); with probe=None only the location is checked and None is returned. Hub ids are not
+    probed then: which files a repository must hold is left to transformers.
+    """
+    where = f'model_args.{key}'
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: expected a checkpoint directory or a hub id, got {value!r}")
+    local = os.path.expanduser(value)
+    if os.path.isdir(local):
+        if probe is None:
+            return None
+        found = os.path.join(local, probe)
+        if not os.path.isfile(found):
+            raise ConfigError(f"{where}: {value} has no {probe}: not a transformers checkpoint directory")
+        return found
+    if os.path.exists(local):
+        raise ConfigError(f"{where}: {value} is a file; expected a checkpoint directory")
+    if _looks_like_path(value):
+        raise _no_such_directory(where, value)
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        raise ConfigError(f"{where}: {value!r} is neither a local directory nor a hub id ('name' or "
+                          f"'org/name')") from None
+    return None if probe is None else _hub_file(value, probe, where)
+
+
+def check_llava_args(model_args) -> None:
+    """Check the values of the LLaVA family's model_args (keys are checked by check_model_args).
+
+    Builds nothing; a hub checkpoint's config.json is fetched (or read from the cache).
+    """
+    path = model_args.get('model_name_or_path')
+    if path is None:
+        raise ConfigError("model_args.model_name_or_path is required: 'tiny', a checkpoint directory or a hub id")
+    _check_tiny(model_args.get('tiny'))
+    _check_dtype(model_args.get('torch_dtype', 'float32'))
+    if path != 'tiny':
+        locate_checkpoint(path, 'model_name_or_path')
+    if model_args.get('vision_tower'):
+        locate_checkpoint(model_args['vision_tower'], 'vision_tower')
+    if model_args.get('tokenizer_name_or_path'):
+        locate_checkpoint(model_args['tokenizer_name_or_path'], 'tokenizer_name_or_path', probe=None)
+
+
 def _model_type(path: str) -> str | None:
-    config_file = os.path.join(path, 'config.json')
-    if os.path.isfile(config_file):
-        with open(config_file) as f:
-            return json.load(f).get('model_type')
-    if os.path.exists(path):
-        raise FileNotFoundError(f"model_args.model_name_or_path={path!r} has no config.json")
-    return AutoConfig.from_pretrained(path).model_type  # a hub id, for users who have the hub
+    with open(locate_checkpoint(path, 'model_name_or_path')) as f:
+        return json.load(f).get('model_type')
 
 
 def _tiny(model_args, dtype):
