@@ -5,6 +5,7 @@ run evaluates during training, the evaluation accuracy on a second axis.
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -59,6 +60,8 @@ class EpochCallback(TrainerCallback):
 
     accelerate forwards `set_epoch` to a dataset only when the sampler lacks one (it never does
     under the Trainer), so the callback calls it directly; every rank computes the same table.
+    The epoch is floor(state.epoch): a run resumed at state.epoch = 2.6 continues epoch 2, the one
+    it stopped in (the Trainer resumes there), where round() would have jumped to epoch 3's table.
     """
 
     def __init__(self, train_dataset):
@@ -66,4 +69,5 @@ class EpochCallback(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         if hasattr(self.train_dataset, 'set_epoch'):
-            self.train_dataset.set_epoch(round(state.epoch or 0))
+            # an epoch's last step sets state.epoch = epoch + n / n, an exact integer, so floor is safe
+            self.train_dataset.set_epoch(math.floor(state.epoch or 0))

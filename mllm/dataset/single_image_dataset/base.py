@@ -2,8 +2,11 @@
 
 It checks that the paths exist (a missing one raises `MissingDataPathError` naming the argument,
 which the builder turns into the config key to set), reads the records (JSONL by default, each
-tagged with its `file:line` source), checks required fields, draws question templates with a
-seeded RNG, and reads images with errors that name the record. Subclasses implement
+tagged with its `file:line` source), checks required fields, draws question templates with an RNG
+seeded by (seed, epoch, index) (`set_epoch`, forwarded by the mixtures and the conversation
+wrapper, changes the phrasing each epoch), and reads images with errors that name the record.
+`item_without_image(index)` builds the same item with a size-only stand-in for the image (for
+cheap per-sample lengths, `mllm.dataset.lengths`). Subclasses implement
 `build_item(index, record)` and, where a metric needs more than the reference text (e.g. the ten
 VQAv2 answers), `meta(index)`: a small JSON-able dict read without opening the image.
 """
@@ -11,6 +14,8 @@ from __future__ import annotations
 
 import os
 from abc import ABCMeta, abstractmethod
+from contextlib import contextmanager
+from numbers import Real
 
 from torch.utils.data import Dataset
 
@@ -39,6 +44,29 @@ def check_path(path: str | None, key: str, kind: str = 'file') -> None:
         raise MissingDataPathError(key, path, kind)
 
 
+class ImageStandIn:
+    """What `get_image` returns in image-free mode: the image's (width, height), no pixels.
+
+    The size comes from the record's `width` / `height` when it has them, else (1, 1): normalised
+    box text has a fixed length whatever the size (fixed-precision formatting).
+    """
+
+    __slots__ = ('size',)
+
+    def __init__(self, size: tuple[int, int]):
+        self.size = size
+
+    @property
+    def width(self) -> int:
+        return self.size[0]
+
+    @property
+    def height(self) -> int:
+        return self.size[1]
+
+    def __repr__(self):
+        return f'ImageStandIn(size={self.size})'
+
 
 class AnnotationDataset(Dataset, metaclass=ABCMeta):
     """Records from `filename`, images from `image_folder`, questions from `template_file`.
@@ -50,6 +78,8 @@ class AnnotationDataset(Dataset, metaclass=ABCMeta):
 
     required_fields: tuple[str, ...] = ()
     template_placeholders: tuple[str, ...] = (IMAGE_PLACEHOLDER,)
+    epoch: int = 0             # chooses the question phrasing with the seed; see set_epoch
+    _image_free: bool = False  # get_image returns an ImageStandIn; see item_without_image
 
     def __init__(self, filename: str, image_folder: str | None = None, template_file: str | None = None,
                  seed: int = 0):
@@ -87,8 +117,30 @@ class AnnotationDataset(Dataset, metaclass=ABCMeta):
         item.setdefault('source', record.get('__source__'))
         return item
 
+    def set_epoch(self, epoch: int) -> None:
+        """Use `epoch`'s question phrasings (the seeded choice is per (seed, epoch, index))."""
+        self.epoch = int(epoch)
+
+    @contextmanager
+    def without_images(self):
+        """Within this block `get_image` opens no file and returns an `ImageStandIn`."""
+        previous, self._image_free = self._image_free, True
+        try:
+            yield self
+        finally:
+            self._image_free = previous
+
+    def item_without_image(self, index: int) -> dict:
+        """Item `index` as `self[index]` builds it, with an `ImageStandIn` where the image would be."""
+        with self.without_images():
+            return self[index]
+
     def get_image(self, record: dict, key: str = 'img_path'):
         """Open `image_folder/record[key]`; errors name the record's source."""
+        if self._image_free:
+            width, height = record.get('width'), record.get('height')
+            ok = all(isinstance(v, Real) and not isinstance(v, bool) and v > 0 for v in (width, height))
+            return ImageStandIn((width, height) if ok else (1, 1))
         path = record[key] if self.image_folder is None else os.path.join(self.image_folder, record[key])
         try:
             return read_image(path)
@@ -99,7 +151,7 @@ class AnnotationDataset(Dataset, metaclass=ABCMeta):
         """The seeded template of sample `index` with placeholders replaced, e.g. {'<expr>': 'a dog'}."""
         if self.templates is None:
             raise ValueError(f"{type(self).__name__} needs a template_file")
-        text = self.templates.get(index)
+        text = self.templates.get(index, self.epoch)
         for placeholder, value in (replacements or {}).items():
             text = text.replace(placeholder, value)
         return text

@@ -1,4 +1,8 @@
-"""Question templates: JSON lists of phrasings, checked at load time, drawn with a seeded RNG."""
+"""Question templates: JSON lists of phrasings, checked at load time, drawn with a seeded RNG.
+
+The phrasing of a sample depends on (seed, epoch, index) only, so it does not depend on access
+order or worker layout, yet a sample is asked in other words in other epochs.
+"""
 from __future__ import annotations
 
 import json
@@ -28,6 +32,10 @@ class QuestionTemplates:
                 raise ValueError(f"{path}: template {k} {template!r} lacks placeholder(s) {missing}")
         self.path, self.templates, self.seed = path, templates, seed
 
-    def get(self, index: int) -> str:
-        # One RNG per sample index: the choice does not depend on access order or worker layout.
-        return random.Random(self.seed * 1_000_003 + index).choice(self.templates)
+    def get(self, index: int, epoch: int = 0) -> str:
+        """The phrasing of sample `index` in `epoch`."""
+        if epoch == 0:  # epoch 0 keeps the choice made before epochs counted (same prompts as then)
+            rng = random.Random(self.seed * 1_000_003 + index)
+        else:  # a string seed is hashed with SHA-512: stable across processes and runs
+            rng = random.Random(f'question-template:{self.seed}:{epoch}:{index}')
+        return rng.choice(self.templates)
