@@ -34,7 +34,9 @@ data_args = dict(
         ],
         probabilities=[0.15, 0.15, 0.1, 0.1, 0.05, 0.05, 0.05, 0.15, 0.1, 0.1],
         seed=42,
-        stopping_strategy='all_exhausted',
+        # An epoch is a fixed number of draws (with replacement within a source, each source read through
+        # a fresh seeded permutation): 'all_exhausted' would make it ~50M samples, as VG regions dominate.
+        num_samples=2_000_000,
         reshuffle_each_epoch=True,
     ),
     multitest=dict(

@@ -179,3 +179,32 @@ def test_unknown_data_args_key_and_policy_are_errors(tmp_path):
         build_raw_data(ConfigDict(on_bad_samples='skip'))
     with pytest.raises(ConfigError, match=r"data_args.on_bad_sample: 'drop' is not one of"):
         build_raw_data(ConfigDict(on_bad_sample='drop'))
+
+
+def test_metrics_parse_with_the_models_box_formatter(rec_data):
+    """prepare_data hands the model's formatter (model_args.target_processor) to every metric that parses boxes."""
+    from mmengine.config import ConfigDict
+
+    from mllm.dataset.process_function.box_formatter import PlainBoxFormatter
+
+    class Angled(PlainBoxFormatter):  # another grammar: <x0 y0 x1 y1>
+        def format_boxes(self, boxes):
+            return ';'.join('<' + ' '.join(self._num(v) for v in b) + '>' for b in boxes)
+
+        def extract(self, text):
+            import re
+            return [[[float(v) for v in m.groups()]] for m in re.finditer(r'<([\d.]+) ([\d.]+) ([\d.]+) ([\d.]+)>', text)]
+
+    formatter = Angled()
+    rec = dict(type='RECDataset', filename=rec_data['jsonl'], image_folder=rec_data['image_folder'],
+               template_file='REC.json')
+    data_args = ConfigDict(test=rec, compute_metric=dict(type='RECComputeMetrics'),
+                           multitest=dict(a=dict(cfg=rec, compute_metric=dict(type='PointingComputeMetrics'))))
+    from mllm.dataset.builder import prepare_data as build
+    from mllm.models.builder import build_model
+    _, pre = build_model(ConfigDict(model_name_or_path='tiny'))
+    out = build(data_args, ConfigDict(), dict(pre, target=formatter))
+    for metric in (out['compute_metric'], out['multitest']['a']['compute_metric']):
+        assert metric.formatter is formatter
+    scores, _ = out['compute_metric'](['<0.100 0.100 0.500 0.500>'], ['<0.100 0.100 0.500 0.500>'])
+    assert scores['accuracy'] == 1.0 and scores['parse_failures'] == 0

@@ -70,7 +70,7 @@ def test_every_version_validates_and_extracts_the_short_answer(data):
             assert ds.meta(k) == {'question_id': record['question_id'], 'answer': record['answer']}
             references.append(gpt['value'])
         scores, verdicts = metric(references, references)
-        assert scores == {'accuracy': 1.0, 'parse_failures': 0, 'total': 3}
+        assert scores == {'accuracy': 1.0, 'parse_failures': 0, 'total': 3, 'protocol': 'published'}
 
 
 def test_boxes_after_expand2square(data):

@@ -1,5 +1,8 @@
-"""CaptionComputeMetrics: hand-computed BLEU, CIDEr of a perfect corpus, the tokenizer, the missing-package error."""
+"""CaptionComputeMetrics: hand-computed BLEU, CIDEr of a perfect corpus, both tokenizers (PTB through Java and
+the fallback), the missing-package error."""
+import logging
 import math
+import shutil
 import sys
 
 import pytest
@@ -83,4 +86,64 @@ def test_without_metas_the_reference_text_is_the_only_reference():
     assert with_metas == without
     assert metric([], [])[0]['total'] == 0
     with pytest.raises(ValueError, match='every reference caption is empty'):
-        metric(['a cat'], ['!!'])
+        metric(['a cat'], [''])
+    with pytest.raises(ValueError, match='every reference caption is empty'):
+        CaptionComputeMetrics(tokenizer='simple')(['a cat'], ['!!'])
+
+
+needs_java = pytest.mark.skipif(shutil.which('java') is None, reason='PTBTokenizer needs java')
+
+
+@needs_java
+def test_ptb_tokenizer_is_used_when_java_is_found():
+    pytest.importorskip('pycocoevalcap')
+    metric = CaptionComputeMetrics()
+    # PTB splits the clitic: "the man 's dog" is 4 tokens on both sides, one matching 4-gram -> BLEU-4 = 1.
+    scores, verdicts = metric(["The man's dog"], ["the man's dog."])
+    assert scores['tokenizer'] == 'ptb'
+    assert verdicts[0]['prediction_tokens'] == "the man 's dog"
+    assert scores['bleu4'] == pytest.approx(1.0, abs=1e-6)
+    # The fallback keeps "man's" whole: 3 tokens, no 4-gram. The scorer then takes p4 = (0 + 1e-15) / (0 + 1e-9)
+    # (its smoothing constants) with p1..p3 = 1 and no brevity penalty: BLEU-4 = (1e-6) ** (1/4).
+    simple, verdicts = CaptionComputeMetrics(tokenizer='simple')(["The man's dog"], ["the man's dog."])
+    assert simple['tokenizer'] == 'simple' and verdicts[0]['prediction_tokens'] == "the man's dog"
+    assert simple['bleu4'] == pytest.approx(1e-6 ** 0.25, rel=1e-4) and simple['bleu1'] == pytest.approx(1.0)
+
+
+@needs_java
+def test_ptb_tokens_and_line_breaks():
+    pytest.importorskip('pycocoevalcap')
+    preds = ["A man's T-shirt, on a café table!", 'a dog\rruns', '', 'two cats']
+    refs = ['a man in a shirt', 'a dog runs', 'a bird', 'two cats sleep']
+    scores, verdicts = CaptionComputeMetrics(tokenizer='ptb')(preds, refs)
+    # Punctuation tokens are dropped, clitics split; the '\r' became a space instead of shifting the
+    # captions after it by a line.
+    assert [v['prediction_tokens'] for v in verdicts] == ["a man 's t-shirt on a café table", 'a dog runs', '',
+                                                          'two cats']
+    assert scores['empty_predictions'] == 1 and scores['tokenizer'] == 'ptb'
+
+
+def test_fallback_without_java(monkeypatch):
+    pytest.importorskip('pycocoevalcap')
+    monkeypatch.setattr(shutil, 'which', lambda name: None)
+    scores, verdicts = CaptionComputeMetrics()(["The man's dog"], ["the man's dog."])
+    assert scores['tokenizer'] == 'simple' and verdicts[0]['prediction_tokens'] == "the man's dog"
+    with pytest.raises(RuntimeError, match='needs `java` on PATH'):
+        CaptionComputeMetrics(tokenizer='ptb')(['a cat'], ['a cat'])
+    with pytest.raises(ValueError, match='tokenizer must be one of'):
+        CaptionComputeMetrics(tokenizer='coco')
+
+
+def test_a_failing_java_run_falls_back_with_a_warning(monkeypatch, caplog):
+    pytest.importorskip('pycocoevalcap')
+    monkeypatch.setattr(shutil, 'which', lambda name: '/usr/bin/java')
+
+    def broken(captions):
+        raise OSError('read-only site-packages')
+
+    monkeypatch.setattr(caption_metric, 'ptb_tokenize', broken)
+    with caplog.at_level(logging.WARNING, logger='mllm.metrics.caption'):
+        scores, _ = CaptionComputeMetrics()(['a cat'], ['a cat'])
+    assert scores['tokenizer'] == 'simple' and 'read-only site-packages' in caplog.text
+    with pytest.raises(OSError, match='read-only'):
+        CaptionComputeMetrics(tokenizer='ptb')(['a cat'], ['a cat'])

@@ -1,5 +1,8 @@
-"""Tests for the official VQA accuracy (mllm/metrics/vqa.py) on hand-computed cases."""
+"""Tests for the official VQA accuracy (mllm/metrics/vqa.py): hand-computed cases, and a seeded comparison
+with a re-implementation of the official vqaEval.py written here."""
 import json
+import random
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -7,6 +10,7 @@ from hypothesis import strategies as st
 
 from mllm.dataset.root import METRICS
 from mllm.metrics.vqa import (
+    CONTRACTIONS,
     VQAv2ComputeMetrics,
     normalize_answer,
     process_punctuation,
@@ -134,3 +138,136 @@ def test_without_metas_falls_back_to_the_reference_answer():
         VQAv2ComputeMetrics()(['dog', 'cat'], ['dog'])  # lengths differ
     with pytest.raises(ValueError, match='processing'):
         VQAv2ComputeMetrics(processing='x')
+
+
+def test_prediction_that_normalises_to_nothing_is_scored_as_the_official_code_does():
+    # 'the.' -> 'the' after extraction -> '' after the official processing (the article goes). The official
+    # code compares '' with the processed answers: the three 'the' annotators also became ''.
+    # k=3 matches -> 0.9 (see the leave-one-out table above); it is still reported as a parse failure.
+    metric = VQAv2ComputeMetrics()
+    metas = [{'answers': ['the'] * 3 + ['dog'] * 7},
+             {'answers': ['.', 'a', 'the'] + ['cat'] * 7},    # '.', 'a', 'the' all process to ''
+             {'answers': ['an'] + ['cat'] * 9},               # one empty annotator: k=1 -> 0.3
+             {'answers': ['dog'] * 10},                       # all agree: raw 'the' != 'dog' -> 0
+             {'answers': ['the'] * 3 + ['dog'] * 7}]
+    preds = ['the.', '.', '', 'The answer is the.', 'dog']
+    scores, verdicts = metric(preds, [''] * 5, metas)
+    assert [v['accuracy'] for v in verdicts] == [0.9, 0.9, 0.3, 0.0, 1.0]
+    assert [v['matches'] for v in verdicts] == [3, 3, 1, 0, 7]
+    assert [v['parse_failed'] for v in verdicts] == [True, True, True, True, False]
+    assert [v['pred_answer'] for v in verdicts] == [None, None, None, None, 'dog']
+    assert scores['parse_failures'] == 4 and scores['accuracy'] == pytest.approx((0.9 + 0.9 + 0.3 + 1.0) / 5)
+    assert scores['processing'] == 'official'
+    assert VQAv2ComputeMetrics(processing='always')(['the.'], [''], metas[3:4])[0]['processing'] == 'always'
+
+
+def test_digit_rules_are_ascii_like_the_python2_script():
+    # Python 2's \d (no re.UNICODE) is [0-9]: a period before an Arabic-Indic digit is deleted, and a comma
+    # between such digits does not switch the punctuation rule.
+    assert process_punctuation('5.\u0663') == '5\u0663'
+    assert process_punctuation('\u0663,\u0663;x') == '\u0663 \u0663 x'
+    assert process_punctuation('3,3;x') == '33x'
+
+
+# ---- The official algorithm, re-implemented here from vqaEval.py (master, 2021), for the seeded comparison.
+OFFICIAL_PUNCT = [';', '/', '[', ']', '"', '{', '}', '(', ')', '=', '+', '\\', '_', '-', '>', '<', '@', '`', ',',
+                  '?', '!']
+# The script's own patterns. `(?!<=\d)` is a look-ahead that never fails before a '.', as in the script;
+# re.ASCII because Python 2 str patterns match \d to ASCII digits only.
+PERIOD_STRIP = re.compile(r'(?!<=\d)(\.)(?!\d)', re.ASCII)
+COMMA_STRIP = re.compile(r'(\d)(\,)(\d)', re.ASCII)
+NUMBER_MAP = {'none': '0', 'zero': '0', 'one': '1', 'two': '2', 'three': '3', 'four': '4', 'five': '5',
+              'six': '6', 'seven': '7', 'eight': '8', 'nine': '9', 'ten': '10'}
+# Only the entries of the script's contraction table that the generated words can reach ('Im' is a key
+# with a capital, which never matches after lower-casing).
+CONTRACTIONS_USED = {'dont': "don't", 'isnt': "isn't", 'cant': "can't", 'whats': "what's", 'thats': "that's",
+                     'Im': "I'm", "somebody'd": 'somebodyd', 'yall': "y'all", 'wont': "won't", "let's": "let's"}
+
+
+def official_punctuation(in_text: str) -> str:
+    out = in_text
+    for p in OFFICIAL_PUNCT:
+        if (p + ' ' in in_text or ' ' + p in in_text) or COMMA_STRIP.search(in_text) is not None:
+            out = out.replace(p, '')
+        else:
+            out = out.replace(p, ' ')
+    return PERIOD_STRIP.sub('', out, 32)  # the script passes re.UNICODE (== 32) in the count position
+
+
+def official_digit_article(in_text: str) -> str:
+    kept = [NUMBER_MAP.get(w, w) for w in in_text.lower().split()]
+    kept = [w for w in kept if w not in ('a', 'an', 'the')]
+    return ' '.join(CONTRACTIONS_USED.get(w, w) for w in kept)
+
+
+def official_accuracy(res_ans: str, gt_answers: list[str]) -> float:
+    """One question of VQAEval.evaluate: annotators are dicts with distinct answer_ids, as in the release."""
+    gts = [{'answer': a.replace('\n', ' ').replace('\t', ' ').strip(), 'answer_id': k + 1}
+           for k, a in enumerate(gt_answers)]
+    res_ans = res_ans.replace('\n', ' ').replace('\t', ' ').strip()
+    if len({d['answer'] for d in gts}) > 1:
+        for d in gts:
+            d['answer'] = official_digit_article(official_punctuation(d['answer']))
+        res_ans = official_digit_article(official_punctuation(res_ans))
+    accs = []
+    for d in gts:
+        others = [o for o in gts if o != d]
+        accs.append(min(1, float(len([o for o in others if o['answer'] == res_ans])) / 3))
+    return float(sum(accs)) / len(accs)
+
+
+VOCAB = ['yes', 'no', 'Yes', 'YES.', '2', 'two', 'Two', '2.', 'none', '0', 'ten', '10', 'the', 'a', 'an', 'the.',
+         '.', '..', 'a.', 'The', 'dog', 'a dog', 'the dog', 'Dog', 'dog.', 'dogs', 'red, white', 'red,white',
+         'red white', 'x-ray', 'x ray', 'x - ray', '1,000', '1000', '1, 000', '3.5', '3.5.', 'u.s.a.', 'usa',
+         'dont', "don't", 'isnt', 'cant', 'Im', 'whats', 'thats', "somebody'd", 'yall', 'wont', "let's", '(a)',
+         '"yes"', 'yes!', '?', '!', 'left/right', 'left right', 't-shirt', 'shirt', '<tag>', '@home', 'it is 5.',
+         '5', 'five', ' yes ', 'yes\n', 'no\tway', 'no way', 'café', 'a.b', '',
+         '5.\u0663', '5\u0663', '\u0663,\u0663', '\u0663 \u0663',  # Arabic-Indic digits: Python 2's \d misses them
+         'one two', 'the the', '2 dogs', 'two dogs.', 'an apple', 'apple']
+
+
+def generated_questions(seed: int, n: int):
+    """(prediction, ten answers): a quarter with ten identical answers, the rest drawn from a small pool."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        if rng.random() < 0.25:
+            pool = [rng.choice(VOCAB)]
+            answers = pool * 10
+        else:
+            pool = rng.sample(VOCAB, rng.randint(2, 4))
+            answers = [rng.choice(pool) for _ in range(10)]
+        pred = rng.choice(pool) if rng.random() < 0.6 else rng.choice(VOCAB)
+        pred = rng.choice([pred, pred, pred.upper(), pred.capitalize(), pred + '.', ' ' + pred + '\t'])
+        out.append((pred, answers))
+    return out
+
+
+def test_vqa_accuracy_equals_the_official_algorithm_on_generated_questions():
+    questions = generated_questions(0, 6000)
+    words = {w for p, answers in questions for t in [p, *answers] for w in normalize_answer(t).split()}
+    assert not (words & set(CONTRACTIONS)) - set(CONTRACTIONS_USED.values()) - set(CONTRACTIONS_USED)
+    for pred, answers in questions:
+        assert vqa_accuracy(pred, answers)[0] == pytest.approx(official_accuracy(pred, answers), abs=1e-12), \
+            (pred, answers)
+    # Enough of the interesting cases occur: disagreeing answers, empty processed predictions that score.
+    assert sum(len(set(a)) > 1 for _, a in questions) > 3000
+    assert sum(official_accuracy(p, a) > 0 and not official_digit_article(official_punctuation(p.strip()))
+               for p, a in questions) > 50
+
+
+def extracted(text: str) -> str:
+    """What `extract_answer` leaves of "The answer is X" for these single-cue texts ('' when nothing)."""
+    return text.strip().split('\n')[0].strip(' .,;:!?"\'\n\t')
+
+
+def test_metric_equals_the_official_algorithm_on_generated_predictions():
+    questions = generated_questions(1, 4000)
+    preds = [f'The answer is {p}' for p, _ in questions]
+    scores, verdicts = VQAv2ComputeMetrics()(preds, [''] * len(preds), [{'answers': a} for _, a in questions])
+    expected = [official_accuracy(extracted(p), a) for p, a in questions]
+    assert [v['accuracy'] for v in verdicts] == pytest.approx(expected, abs=1e-12)
+    assert scores['accuracy'] == pytest.approx(sum(expected) / len(expected), abs=1e-12)
+    empty = [not official_digit_article(official_punctuation(extracted(p))) for p, _ in questions]
+    assert [v['parse_failed'] for v in verdicts] == empty and scores['parse_failures'] == sum(empty)
+    assert sum(e and acc > 0 for e, acc in zip(empty, expected)) > 20  # empty answers that the official code credits

@@ -1,8 +1,12 @@
 """Tests for the REC dataset, its question templates and RECComputeMetrics."""
 import json
+import re
+from fractions import Fraction
 
 import pytest
 
+from mllm.dataset.process_function.box_formatter import BoxFormatter, PlainBoxFormatter
+from mllm.dataset.root import METRICS
 from mllm.dataset.single_image_dataset.rec import RECComputeMetrics, RECDataset, box_iou
 from mllm.dataset.utils.question_templates import QuestionTemplates
 
@@ -153,3 +157,63 @@ def test_fixture_through_prepare_data(rec_data, preprocessor):
     assert metrics == {'accuracy': 1.0, 'miou': 1.0, 'parse_failures': 0, 'total': 3}
     train = out['train'][1]
     assert tok.decode(train['labels'][train['labels'] != -100]) == ' Answer: [0.167,0.500,0.833,1.000] .</s>'
+
+
+def test_exact_half_iou_is_not_a_hit():
+    # inter = (0.267-0.084) x (0.627-0.332) = 0.183 x 0.295; union = the reference, 0.366 x 0.295:
+    # IoU = 0.183 / 0.366 = 1/2 exactly. Floats give 0.5000000000000001, which used to pass "IoU > 0.5".
+    pred, ref = 'Answer: [0.084,0.332,0.267,0.627] .', 'Answer: [0.084,0.332,0.450,0.627] .'
+    assert box_iou([0.084, 0.332, 0.267, 0.627], [0.084, 0.332, 0.450, 0.627]) == Fraction(1, 2)
+    metrics, verdicts = RECComputeMetrics()([pred], [ref])
+    assert metrics == {'accuracy': 0.0, 'miou': 0.5, 'parse_failures': 0, 'total': 1}
+    assert verdicts[0]['iou'] == 0.5 and verdicts[0]['correct'] is False
+    # One thousandth wider: inter 0.184 x 0.295, IoU 0.184/0.366 > 1/2 -> a hit; one narrower -> a miss.
+    wider, narrower = 'Answer: [0.084,0.332,0.268,0.627] .', 'Answer: [0.084,0.332,0.266,0.627] .'
+    _, verdicts = RECComputeMetrics()([wider, narrower], [ref, ref])
+    assert [v['correct'] for v in verdicts] == [True, False]
+    # A decimal threshold is a decimal: IoU 0.14/0.2 = 0.7 exactly is not > 0.7 (floats: 0.7000000000000001).
+    metrics, _ = RECComputeMetrics(iou_threshold=0.7)(['[0.000,0.000,0.140,1.000]'], ['[0.000,0.000,0.200,1.000]'])
+    assert metrics['accuracy'] == 0.0 and metrics['miou'] == pytest.approx(0.7)
+
+
+class AngleBoxFormatter(BoxFormatter):
+    """A model's own box grammar, unknown to PlainBoxFormatter: `<0.100 0.200 0.300 0.400>`."""
+
+    _BOX = re.compile(r'<(\d\.\d+) (\d\.\d+) (\d\.\d+) (\d\.\d+)>')
+
+    def format_boxes(self, boxes):
+        return ''.join('<' + ' '.join(f'{v:.3f}' for v in box) + '>' for box in boxes)
+
+    def extract(self, text):
+        return [[[float(v) for v in m.groups()]] for m in self._BOX.finditer(text)]
+
+
+def test_injected_box_formatter_parses_both_sides():
+    formatter = AngleBoxFormatter()
+    ref = 'Answer: <0.000 0.000 0.500 0.500> .'
+    preds = ['Answer: <0.000 0.000 0.500 0.500> .',   # IoU 1
+             'Answer: <0.000 0.000 0.400 0.500> .',   # IoU 0.2/0.25 = 0.8
+             'Answer: <0.250 0.000 0.750 0.500> .',   # IoU 0.125/0.375 = 1/3
+             'Answer: [0.000,0.000,0.500,0.500] .']   # the plain grammar is not this model's: a parse failure
+    metric = METRICS.build(dict(type='RECComputeMetrics', box_formatter=formatter))
+    assert metric.formatter is formatter
+    metrics, verdicts = metric(preds, [ref] * 4)
+    assert metrics == {'accuracy': 0.5, 'miou': pytest.approx((1 + 0.8 + 1 / 3) / 4), 'parse_failures': 1,
+                       'total': 4}
+    assert [v['correct'] for v in verdicts] == [True, True, False, False]
+    # The default formatter reads none of these boxes: every prediction would be a parse failure ...
+    plain_refs = ['Answer: [0.000,0.000,0.500,0.500] .'] * 3
+    metrics, _ = RECComputeMetrics()(preds[:3], plain_refs)
+    assert metrics['parse_failures'] == 3 and metrics['accuracy'] == 0.0
+    # ... and the model's own references cannot be read at all.
+    with pytest.raises(ValueError, match='exactly one box'):
+        RECComputeMetrics()(preds, [ref] * 4)
+
+
+def test_formatter_and_box_formatter_are_exclusive():
+    with pytest.raises(ValueError, match='not both'):
+        RECComputeMetrics(formatter=dict(type='PlainBoxFormatter'), box_formatter=PlainBoxFormatter())
+    with pytest.raises(TypeError, match='built formatter object'):
+        RECComputeMetrics(box_formatter=dict(type='PlainBoxFormatter'))
+    with pytest.raises(TypeError, match='has no extract'):
+        RECComputeMetrics(box_formatter=object())

@@ -65,6 +65,7 @@ def experiment_config() -> str:
     # 3 small steps, each loss logged (the run's checks); no checkpoints (cpu_tiny.py already says so).
     training_args.update(max_steps=3, per_device_train_batch_size=2, logging_steps=1)
     return (f'_base_ = [{str(CONFIG)!r}]\n'
+            'data_args = dict(train=dict(num_samples=200))\n'  # the fixture's epoch: every member drawn
             f'model_args = {dict(_delete_=True, **model_args)!r}\n'
             f'training_args = {dict(_delete_=True, **training_args)!r}\n')
 

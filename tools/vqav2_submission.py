@@ -2,7 +2,11 @@
 
 Input lines (written by prediction runs): {"id": ..., "pred": "<generated text>", "meta": {"question_id": 123, ...}}.
 Output: [{"question_id": 123, "answer": "<answer>"}, ...], the answer pulled from the text with
-mllm.metrics.answer_extraction.extract_answer ('' when none; the server does the official normalisation).
+mllm.metrics.answer_extraction.extract_answer ('' when none), then put through the official answer
+processing (mllm.metrics.vqa.normalize_answer: punctuation, lower case, number words -> digits, articles,
+contractions). The server normalises only when a question's ten answers disagree and otherwise compares
+strings as they are, against answers the release stores normalised; an unprocessed "Yes" or "Two." would
+then be scored wrong. `--raw-answers` writes the extracted answers unprocessed (the old behaviour).
 Name the file as the server asks, e.g. vqa_OpenEnded_mscoco_test-dev2015_<method>_results.json.
 
     python tools/vqav2_submission.py predictions.jsonl vqa_OpenEnded_mscoco_test-dev2015_mine_results.json \
@@ -16,13 +20,16 @@ import json
 import sys
 
 from mllm.metrics.answer_extraction import extract_answer
+from mllm.metrics.vqa import normalize_answer
 
 
 class SubmissionError(ValueError):
     """A prediction line cannot be turned into a result; the message names file:line."""
 
 
-def build_results(lines: list[str], source: str = 'predictions', require_cue: bool = False) -> list[dict]:
+def build_results(lines: list[str], source: str = 'predictions', require_cue: bool = False,
+                  normalize: bool = True) -> list[dict]:
+    """One result per prediction line; `normalize` applies the official answer processing."""
     results, seen = [], {}
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
@@ -42,6 +49,8 @@ def build_results(lines: list[str], source: str = 'predictions', require_cue: bo
             raise SubmissionError(f"{where}: question_id {qid} already answered at {source}:{seen[qid]}")
         seen[qid] = lineno
         answer = extract_answer(row['pred'], require_cue=require_cue) or ''
+        if normalize:
+            answer = normalize_answer(answer)
         results.append({'question_id': int(qid), 'answer': answer})
     return results
 
@@ -63,11 +72,13 @@ def main(argv=None) -> int:
     parser.add_argument('output', help='result JSON to upload')
     parser.add_argument('--questions', help='official questions JSON to check that every question is answered')
     parser.add_argument('--require-cue', action='store_true', help="answers need 'The answer is' / 'Answer:'")
+    parser.add_argument('--raw-answers', action='store_true',
+                        help='write the extracted answers without the official answer processing')
     args = parser.parse_args(argv)
     with open(args.predictions, encoding='utf-8') as f:
         lines = f.readlines()
     try:
-        results = build_results(lines, args.predictions, args.require_cue)
+        results = build_results(lines, args.predictions, args.require_cue, normalize=not args.raw_answers)
         if args.questions:
             with open(args.questions, encoding='utf-8') as f:
                 check_complete(results, json.load(f))

@@ -23,6 +23,15 @@ from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 
 logger = logging.getLogger(__name__)
 
+@dataclasses.dataclass
+class MllmTrainingArguments(Seq2SeqTrainingArguments):
+    """`Seq2SeqTrainingArguments` plus the few switches of mllm's own pipeline."""
+
+    save_final_model: bool = dataclasses.field(default=True, metadata={
+        'help': 'Save model, tokenizer and image processor at the end of training (False for benchmarks and '
+                'sweeps; checkpoints of save_strategy are not affected).'})
+
+
 SECTIONS = ('model_args', 'data_args', 'training_args')
 
 
@@ -60,7 +69,7 @@ def _typed_training_flags(argv: list[str]) -> dict:
     default can never overwrite a value that came from the config file.
     """
     # allow_abbrev=False: a shortened flag is a typo, not a prefix of a real one.
-    parser = HfArgumentParser(Seq2SeqTrainingArguments, allow_abbrev=False, exit_on_error=False)
+    parser = HfArgumentParser(MllmTrainingArguments, allow_abbrev=False, exit_on_error=False)
     for action in parser._actions:
         if action.dest != 'help':
             action.default = argparse.SUPPRESS
@@ -77,15 +86,15 @@ def _typed_training_flags(argv: list[str]) -> dict:
 
 
 def _training_fields() -> set[str]:
-    return {f.name for f in dataclasses.fields(Seq2SeqTrainingArguments) if f.init}
+    return {f.name for f in dataclasses.fields(MllmTrainingArguments) if f.init}
 
 
-def build_training_args(training_cfg: dict, source: str) -> Seq2SeqTrainingArguments:
+def build_training_args(training_cfg: dict, source: str) -> MllmTrainingArguments:
     fields = _training_fields()
     for key in training_cfg:
         if key not in fields:
             raise ConfigError(f"{source}: unknown training_args key '{key}'.{did_you_mean(key, fields)}")
-    return Seq2SeqTrainingArguments(**training_cfg)
+    return MllmTrainingArguments(**training_cfg)
 
 
 def _walk(value, path: str):

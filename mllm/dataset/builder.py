@@ -141,7 +141,8 @@ def build_metric(cfg, where: str, box_formatter=None):
         return None
     cfg = _plain(cfg)
     cls = METRICS.module_dict.get(cfg.get('type'))
-    if box_formatter is None or cls is None or 'box_formatter' not in inspect.signature(cls).parameters:
+    if (box_formatter is None or cls is None or 'box_formatter' not in inspect.signature(cls).parameters
+            or cfg.get('formatter')):  # a formatter written in the metric's own config is the user's choice
         return build_from_registry(METRICS, cfg, where)
     if 'box_formatter' in cfg:
         raise ConfigError(f"{where}.box_formatter: metrics receive the model's formatter "

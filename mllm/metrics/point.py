@@ -1,10 +1,12 @@
 """Point QA metrics: short-answer accuracy (PointQA Local / LookTwice) and pointing accuracy (Visual7W).
 
-`PointingComputeMetrics` parses each prediction as exactly one box or one point with the formatter's
-own `extract` / `extract_points`; no value, or more than one (several boxes, a box and a point, ...)
-is a parse failure, counted and scored wrong. A predicted point is correct when it lies inside the GT
-box (borders included); a predicted box is correct when its IoU with the GT box is > `iou_threshold`
-(0.5, strictly greater, as in the REC metric).
+`PointingComputeMetrics` parses each prediction as exactly one box or one point with the model's formatter
+(`box_formatter`, the built object the builder passes, or a `formatter` config dict, not both; default
+`PlainBoxFormatter()`) and its own `extract` / `extract_points`; no value, or more than one (several boxes,
+a box and a point, ...) is a parse failure, counted and scored wrong. A predicted point is correct when it
+lies inside the GT box (borders included); a predicted box is correct when its IoU with the GT box is
+> `iou_threshold` (0.5, strictly greater, as in the REC metric). Both tests are exact on the decimal values
+the text wrote (mllm.metrics.grounding): an IoU of exactly 1/2 is a miss, whatever float rounding says.
 
 Where the GT box comes from: the reference text when it holds exactly one box (box answers; the
 reference went through the same transform and formatter as the model's text, so the spaces agree);
@@ -15,9 +17,11 @@ in `meta_mismatches`, which flags a `meta_space` that does not match the model's
 """
 from __future__ import annotations
 
-from ..dataset.process_function.box_formatter import PlainBoxFormatter
-from ..dataset.root import BOXES_PROCESSOR, METRICS
+from ..dataset.root import METRICS
 from .exact_match import ExactMatchMetric
+from .grounding import box_iou, exact, point_in_box, resolve_box_formatter
+
+__all__ = ['PointQAComputeMetrics', 'PointingComputeMetrics', 'box_iou', 'point_in_box']
 
 
 @METRICS.register_module()
@@ -25,25 +29,16 @@ class PointQAComputeMetrics(ExactMatchMetric):
     """PointQA accuracy: exact match of the short answer after extraction ("The answer is X.")."""
 
 
-def box_iou(a, b) -> float:
-    ix0, iy0, ix1, iy1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-    inter = max(ix1 - ix0, 0.0) * max(iy1 - iy0, 0.0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def point_in_box(point, box) -> bool:
-    x, y = point
-    return box[0] <= x <= box[2] and box[1] <= y <= box[3]
-
-
 @METRICS.register_module()
 class PointingComputeMetrics:
     """Visual7W pointing accuracy over box or point predictions (see the module docstring)."""
 
-    def __init__(self, formatter: dict | None = None, iou_threshold: float = 0.5, meta_tolerance: float = 2e-3):
-        self.formatter = BOXES_PROCESSOR.build(formatter) if formatter else PlainBoxFormatter()
+    def __init__(self, formatter: dict | None = None, iou_threshold: float = 0.5, meta_tolerance: float = 2e-3,
+                 box_formatter=None):
+        self.formatter = resolve_box_formatter(formatter, box_formatter, 'PointingComputeMetrics',
+                                               needs=('extract', 'extract_points'))
         self.iou_threshold = iou_threshold
+        self._threshold = exact(iou_threshold)
         self.meta_tolerance = meta_tolerance
 
     def parse(self, text: str) -> tuple[str | None, list[float] | None, int]:
@@ -83,7 +78,7 @@ class PointingComputeMetrics:
                 failures += 1
             elif kind == 'box':
                 iou = box_iou(value, target)
-                verdict.update(iou=round(iou, 6), correct=iou > self.iou_threshold)
+                verdict.update(iou=round(float(iou), 6), correct=iou > self._threshold)
             else:
                 verdict['correct'] = point_in_box(value, target)
             if kind is not None:

@@ -10,9 +10,14 @@ Re-implemented from the documented behaviour of the official code (master, after
   * accuracy of a question = mean over the leave-one-annotator-out subsets of
     min(#answers in the subset equal to the prediction / 3, 1). With 10 answers of which k match:
     k=0 -> 0, 1 -> 0.3, 2 -> 0.6, 3 -> 0.9, >=4 -> 1.0.
+  * a prediction that normalises to nothing ('the.', '.', '') is compared like any other: it is
+    credited against the annotators whose answers also normalise to nothing, as the official code does.
+    It is still counted in `parse_failures`, beside the score.
+The official script is Python 2, whose `\\d` without re.UNICODE is [0-9]; the digit rules here are
+ASCII for that reason (Python 3's full-case `lower()` of 'İ' and a final 'Σ' still differs from it).
 `processing='always'` normalises prediction and answers for every question (lenient, as many
 re-implementations do). Before all that, the answer is pulled out of the generated text
-("The answer is X.", "Answer: X").
+("The answer is X.", "Answer: X"); no answer at all is scored as the empty answer ''.
 """
 from __future__ import annotations
 
@@ -30,10 +35,10 @@ PUNCTUATION = (';', '/', '[', ']', '"', '{', '}', '(', ')', '=', '+', '\\', '_',
                '?', '!')
 # A comma between digits ("1,000"): when present anywhere, every punctuation mark is deleted instead
 # of becoming a space, so the number stays one token ("1000").
-_COMMA_BETWEEN_DIGITS = re.compile(r'(\d)(,)(\d)')
+_COMMA_BETWEEN_DIGITS = re.compile(r'([0-9])(,)([0-9])')
 # A period not followed by a digit is deleted ("dog." -> "dog", "3.5" kept). The official pattern
 # passes re.UNICODE (32) where `count` goes, so at most 32 periods are deleted; kept for parity.
-_PERIOD = re.compile(r'\.(?!\d)')
+_PERIOD = re.compile(r'\.(?![0-9])')
 _PERIOD_MAX = 32
 
 # Words written without their apostrophe -> the official spelling (official table; keys with
@@ -130,7 +135,8 @@ class VQAv2ComputeMetrics:
     require_cue: a prediction must contain "The answer is" / "Answer:" (see ExactMatchMetric).
     Scores: accuracy in [0, 1] (the server reports 100x), accuracy_<answer type> (yes_no, number,
     other) when metas have 'answer_type', parse_failures (no answer left after extraction and
-    normalisation; scored 0), reference_fallbacks, total.
+    normalisation; still scored by the official rule, which credits them only against annotators whose
+    answers normalise to nothing), reference_fallbacks, total, processing (which rule scored).
     """
 
     def __init__(self, processing: str = 'official', require_cue: bool = False):
@@ -151,14 +157,12 @@ class VQAv2ComputeMetrics:
                 if target is None:
                     raise ValueError(f"sample {k}: no human answers in metas and reference {ref!r} holds no answer")
                 answers, fallbacks = [target] * 10, fallbacks + 1
-            extracted = extract_answer(pred, require_cue=self.require_cue)
-            shown = normalize_answer(extracted) if extracted is not None else ''
-            if not shown:
-                # No text, or only punctuation/articles: nothing to compare, a parse failure.
-                failures += 1
-                accuracy, matches = 0.0, 0
-            else:
-                accuracy, matches = vqa_accuracy(extracted, answers, self.processing)
+            # What the server would receive: the extracted answer, '' when there is none.
+            extracted = extract_answer(pred, require_cue=self.require_cue) or ''
+            shown = normalize_answer(extracted)
+            # No text, or only punctuation/articles: a parse failure, yet scored as the official code does.
+            failures += not shown
+            accuracy, matches = vqa_accuracy(extracted, answers, self.processing)
             total += accuracy
             if 'answer_type' in meta:
                 by_type.setdefault(meta['answer_type'], []).append(accuracy)
@@ -166,7 +170,7 @@ class VQAv2ComputeMetrics:
                              'parse_failed': not shown, 'correct': accuracy >= 1.0})
         n = len(verdicts)
         scores = {'accuracy': total / n if n else 0.0, 'parse_failures': failures,
-                  'reference_fallbacks': fallbacks, 'total': n}
+                  'reference_fallbacks': fallbacks, 'total': n, 'processing': self.processing}
         for answer_type, values in sorted(by_type.items()):
             key = answer_type.replace('/', '_').replace(' ', '_')
             scores[f'accuracy_{key}'] = sum(values) / len(values)

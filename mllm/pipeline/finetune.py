@@ -42,9 +42,10 @@ def collect_skipped(dataset) -> list[str]:
 
 def do_train(trainer, training_args, preprocessor, train_dataset):
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model()  # model + tokenizer (processing_class)
-    if trainer.is_world_process_zero():
-        preprocessor['image'].save_pretrained(training_args.output_dir)
+    if getattr(training_args, 'save_final_model', True):  # off for benchmarks and sweeps
+        trainer.save_model()  # model + tokenizer (processing_class)
+        if trainer.is_world_process_zero():
+            preprocessor['image'].save_pretrained(training_args.output_dir)
     trainer.save_state()  # trainer_state.json
     metrics = dict(result.metrics)
     skipped = collect_skipped(train_dataset)

@@ -9,10 +9,11 @@ from each prediction: no box, or several, is a parse failure and counts as wrong
 """
 from __future__ import annotations
 
+from fractions import Fraction
 from numbers import Real
 
-from ..process_function.box_formatter import PlainBoxFormatter
-from ..root import BOXES_PLACEHOLDER, BOXES_PROCESSOR, DATASETS, EXPR_PLACEHOLDER, IMAGE_PLACEHOLDER, METRICS
+from ...metrics.grounding import box_iou, exact, resolve_box_formatter
+from ..root import BOXES_PLACEHOLDER, DATASETS, EXPR_PLACEHOLDER, IMAGE_PLACEHOLDER, METRICS
 from ..utils.io import DataFileError
 from .base import AnnotationDataset
 
@@ -85,24 +86,22 @@ class RECDataset(BoxRecordDataset):
         }
 
 
-def box_iou(a, b) -> float:
-    ix0, iy0, ix1, iy1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-    inter = max(ix1 - ix0, 0.0) * max(iy1 - iy0, 0.0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 @METRICS.register_module()
 class RECComputeMetrics:
     """Acc@IoU>threshold, mean IoU and parse failures over (prediction, reference) texts.
 
+    Each text must hold exactly one box, parsed with the model's formatter: `box_formatter` (a built
+    formatter object; the builder passes the model's) or `formatter` (a config dict), not both; the
+    default is `PlainBoxFormatter()`. IoU is exact on the decimal values the text wrote
+    (mllm.metrics.grounding), so an IoU of exactly `iou_threshold` is a miss ("IoU > 0.5").
     Boxes are compared in the normalised coordinates of the padded square image; padding and
     uniform scaling keep IoU unchanged, so this equals the IoU in original pixels.
     """
 
-    def __init__(self, formatter: dict | None = None, iou_threshold: float = 0.5):
-        self.formatter = BOXES_PROCESSOR.build(formatter) if formatter else PlainBoxFormatter()
+    def __init__(self, formatter: dict | None = None, iou_threshold: float = 0.5, box_formatter=None):
+        self.formatter = resolve_box_formatter(formatter, box_formatter, 'RECComputeMetrics')
         self.iou_threshold = iou_threshold
+        self._threshold = exact(iou_threshold)
 
     def _single_box(self, text: str):
         groups = self.formatter.extract(text)
@@ -112,7 +111,7 @@ class RECComputeMetrics:
 
     def __call__(self, predictions: list[str], references: list[str], metas=None):
         # metas (dataset.meta(i)) are not needed: the reference text holds the target box.
-        verdicts, correct, iou_sum, failures = [], 0, 0.0, 0
+        verdicts, correct, iou_sum, failures = [], 0, Fraction(0), 0
         for pred, ref in zip(predictions, references, strict=True):
             target = self._single_box(ref)
             if target is None:
@@ -124,12 +123,12 @@ class RECComputeMetrics:
                                  'parse_failed': True, 'iou': 0.0, 'correct': False})
                 continue
             iou = box_iou(box, target)
-            ok = iou > self.iou_threshold
+            ok = iou > self._threshold
             correct += ok
             iou_sum += iou
             verdicts.append({'pred_boxes': [[box]], 'target_boxes': [[target]], 'parse_failed': False,
-                             'iou': round(iou, 6), 'correct': ok})
+                             'iou': round(float(iou), 6), 'correct': ok})
         n = len(verdicts)
-        metrics = {'accuracy': correct / n if n else 0.0, 'miou': iou_sum / n if n else 0.0,
+        metrics = {'accuracy': correct / n if n else 0.0, 'miou': float(iou_sum / n) if n else 0.0,
                    'parse_failures': failures, 'total': n}
         return metrics, verdicts
