@@ -26,6 +26,11 @@ def _data_overrides(root):
     ]
 
 
+# Mean training loss of every 4 steps of the `trained` fixture, recorded on 2026-12-01 (same on repeated runs).
+RECORDED_LOSSES = [7.589395523071289, 5.934667110443115, 4.461718559265137, 3.4241456985473633, 2.9055371284484863,
+                   2.6763854026794434]
+
+
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
     """Train 24 steps on 48 shapes images; returns (output_dir, data_root)."""
@@ -45,7 +50,9 @@ def test_training_writes_state_model_and_curve(trained):
     state = json.load(open(os.path.join(out, 'trainer_state.json')))
     losses = [e['loss'] for e in state['log_history'] if 'loss' in e]
     assert state['global_step'] == 24 and len(losses) == 6
-    assert losses[-1] < losses[0]  # it learns something (the box format at least)
+    # The trajectory recorded with this seed (fp32, CPU). A change of masking, data order, templates or
+    # initialisation moves it by more than the tolerance: another --data_seed alone moved one point by 0.66 %.
+    assert losses == pytest.approx(RECORDED_LOSSES, rel=2e-3)
     assert json.load(open(os.path.join(out, 'train_results.json')))['train_skipped_samples'] == 0
 
 

@@ -61,6 +61,20 @@ class MllmTrainer(Seq2SeqTrainer):
             logger.info(describe(self.generation_config, sources))
 
     # -- data ----------------------------------------------------------------------------------
+    def _get_train_sampler(self, train_dataset=None):
+        """`--train_sampling_strategy group_by_length`: batches of similar length, image and text-only
+        samples apart, from lengths estimated without opening images (transformers' own sampler would
+        render every sample first). Other strategies are transformers' own."""
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy != 'group_by_length' or not hasattr(dataset, 'lengths'):
+            return super()._get_train_sampler(train_dataset)
+        from ..dataset.lengths import ModalityLengthGroupedSampler, dataset_lengths
+
+        return ModalityLengthGroupedSampler(
+            lambda: dataset_lengths(dataset),  # re-read each epoch: mixtures may redraw their tables
+            self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps,
+            world_size=self.args.world_size, seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+
     def _get_collator_with_removed_columns(self, data_collator, description=None):
         # Our collators build exactly the model's inputs plus the bookkeeping columns (sample_index,
         # skipped) that prediction_step pops; transformers' column removal would drop those.

@@ -110,7 +110,18 @@ def main(argv=None):
         do_multi_predict(trainer, datasets['multitest'])
     if trainer.is_world_process_zero():
         logger.info('outputs are in %s', os.path.abspath(training_args.output_dir))
+    end_process_group()
     return trainer
+
+
+def end_process_group() -> None:
+    """Wait for every rank, then close the process group: a gloo group left open at interpreter exit can
+    abort a rank ('terminate called without an active exception') after all work is done."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == '__main__':
