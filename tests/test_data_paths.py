@@ -164,7 +164,8 @@ def test_missing_dataset_file_fails_before_the_model_is_built(rec_data, tmp_path
 
     monkeypatch.setattr(finetune, 'build_model', no_model)
     config = 'config/demo/shapes_rec_tiny_llava.py'
-    existing = [f"data_args.{key}.{field}={rec_data[value]}" for key in ('train', 'validation', 'multitest.shapes_test.cfg')
+    existing = [f"data_args.{key}.{field}={rec_data[value]}"
+                for key in ('train', 'validation', 'multitest.shapes_test.cfg')
                 for field, value in (('filename', 'jsonl'), ('image_folder', 'image_folder'))]
     with pytest.raises(ConfigError, match=rf'data_args\.{split}\.filename: file not found: .*absent\.jsonl'):
         finetune.main([config, '--cfg-options', 'data_args.prepare=[]', *existing,
@@ -172,8 +173,9 @@ def test_missing_dataset_file_fails_before_the_model_is_built(rec_data, tmp_path
 
 
 def test_unknown_data_args_key_and_policy_are_errors(tmp_path):
-    from mllm.dataset.builder import build_raw_data
     from mmengine.config import ConfigDict
+
+    from mllm.dataset.builder import build_raw_data
 
     with pytest.raises(ConfigError, match=r"data_args: unknown key 'on_bad_samples'. Did you mean 'on_bad_sample'"):
         build_raw_data(ConfigDict(on_bad_samples='skip'))
@@ -193,7 +195,8 @@ def test_metrics_parse_with_the_models_box_formatter(rec_data):
 
         def extract(self, text):
             import re
-            return [[[float(v) for v in m.groups()]] for m in re.finditer(r'<([\d.]+) ([\d.]+) ([\d.]+) ([\d.]+)>', text)]
+            pattern = r'<([\d.]+) ([\d.]+) ([\d.]+) ([\d.]+)>'
+            return [[[float(v) for v in m.groups()]] for m in re.finditer(pattern, text)]
 
     formatter = Angled()
     rec = dict(type='RECDataset', filename=rec_data['jsonl'], image_folder=rec_data['image_folder'],

@@ -8,8 +8,12 @@ from PIL import Image
 from mllm.dataset.process_function.box_formatter import PlainBoxFormatter
 from mllm.dataset.root import DATASETS
 from mllm.dataset.single_image_dataset.base import MissingDataPathError
-from mllm.dataset.single_image_dataset.flickr import (Flickr30kDataset, Flickr30kReverseDataset, canonical_boxes,
-                                                      split_marked_sentence)
+from mllm.dataset.single_image_dataset.flickr import (
+    Flickr30kDataset,
+    Flickr30kReverseDataset,
+    canonical_boxes,
+    split_marked_sentence,
+)
 from mllm.dataset.utils.io import DataFileError
 from mllm.dataset.utils.transform import Expand2square, norm_box_xyxy
 from mllm.dataset.validation import validate_item

@@ -21,7 +21,8 @@ def test_length_grouped_training_without_final_save(tmp_path, monkeypatch):
     opened = []
     original = base.read_image
     monkeypatch.setattr(base, 'read_image', lambda path: opened.append(path) or original(path))
-    trainer = main([DEMO_CONFIG, '--cfg-options', f'data_args.prepare.0.root={root}', 'data_args.prepare.0.num_train=40',
+    trainer = main([DEMO_CONFIG, '--cfg-options', f'data_args.prepare.0.root={root}',
+                    'data_args.prepare.0.num_train=40',
                     'data_args.prepare.0.num_test=4', f'data_args.train.filename={root}/train.jsonl',
                     f'data_args.train.image_folder={root}/images', *[f'data_args.{key}.{field}={root}/{value}'
                     for key in ('validation', 'multitest.shapes_test.cfg')

@@ -20,6 +20,7 @@ from mllm.dataset.utils.io import DataFileError
 from mllm.dataset.utils.mixture import ConcatDataset, HoldoutSplit, InterleaveDataset, SubsetDataset
 from tests.conftest import write_rec_files
 from tests.helpers import write_jsonl
+from tests.test_conv_dataset import Raw  # a raw dataset with no image-free mode: lengths build its items
 
 SQUARE = dict(type='Expand2square')
 
@@ -61,17 +62,7 @@ def test_stand_in_takes_the_record_size(tmp_path):
 
 
 # -- conversation-dataset lengths -----------------------------------------------------------------
-class Raw:
-    """A raw dataset of canonical items with no image-free mode (lengths build its items normally)."""
 
-    def __init__(self, items):
-        self.items = items
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, index):
-        return self.items[index]
 
 
 def text_only(question='hi', answer='ok'):

@@ -158,7 +158,7 @@ def test_ref3_leaves_out_eval_images_by_default_and_reports_the_overlap(refer_ro
     lines = capsys.readouterr().out.splitlines()
     start = lines.index('REC_ref3_train.jsonl: train images that are also in an evaluation split, '
                         'removed (--keep-eval-images-in-train keeps them):')
-    assert lines[start + 1:start + 11] == OVERLAP_LINES + ['  all sources: 6 of 8 expressions removed']
+    assert lines[start + 1:start + 11] == [*OVERLAP_LINES, '  all sources: 6 of 8 expressions removed']
     assert f"{out / 'REC_ref3_train.jsonl'}: 2 records" in lines
 
 
@@ -172,7 +172,7 @@ def test_ref3_keeps_eval_images_on_request_and_still_reports(refer_root, tmp_pat
     lines = capsys.readouterr().out.splitlines()
     start = lines.index('REC_ref3_train.jsonl: train images that are also in an evaluation split, '
                         'kept (--keep-eval-images-in-train):')
-    assert lines[start + 1:start + 11] == OVERLAP_LINES + ['  all sources: 6 of 8 expressions kept']
+    assert lines[start + 1:start + 11] == [*OVERLAP_LINES, '  all sources: 6 of 8 expressions kept']
     # the flag of the old opt-in behaviour still runs (it is the default now); the two contradict each other
     refcoco.main(['--data-root', str(refer_root), '--output-dir', str(out), '--ref3', '--exclude-eval-images'])
     assert len(read_jsonl(out / 'REC_ref3_train.jsonl')) == 2

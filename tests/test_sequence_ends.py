@@ -30,7 +30,8 @@ def test_stop_ids_are_the_templates_end_of_turn(preprocessor):
     tok = preprocessor['text']
     assert get_conv_template('vicuna_v1.1').resolve_stop_token_ids(tok) == [tok.convert_tokens_to_ids('</s>')]
     # plain ends turns with a newline: generation must stop at the newline token, not only at EOS
-    assert get_conv_template('plain').resolve_stop_token_ids(tok) == [tok('\n', add_special_tokens=False)['input_ids'][0]]
+    newline = tok('\n', add_special_tokens=False)['input_ids']
+    assert len(newline) == 1 and get_conv_template('plain').resolve_stop_token_ids(tok) == newline
 
 
 def test_end_of_turn_that_is_not_one_token_is_refused_at_load(preprocessor):
@@ -54,7 +55,8 @@ def without_bos_post_processor(tok):
 def with_bos_and_eos_post_processor(tok):
     tok = copy.deepcopy(tok)
     tok._tokenizer.post_processor = processors.TemplateProcessing(
-        single='<s> $A </s>', pair='<s> $A </s> $B', special_tokens=[('<s>', tok.bos_token_id), ('</s>', tok.eos_token_id)])
+        single='<s> $A </s>', pair='<s> $A </s> $B',
+        special_tokens=[('<s>', tok.bos_token_id), ('</s>', tok.eos_token_id)])
     return tok
 
 

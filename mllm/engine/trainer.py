@@ -73,7 +73,8 @@ class MllmTrainer(Seq2SeqTrainer):
         return ModalityLengthGroupedSampler(
             lambda: dataset_lengths(dataset),  # re-read each epoch: mixtures may redraw their tables
             self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps,
-            world_size=self.args.world_size, seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+            world_size=self.args.world_size,
+            seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed)
 
     def _get_collator_with_removed_columns(self, data_collator, description=None):
         # Our collators build exactly the model's inputs plus the bookkeeping columns (sample_index,
@@ -123,7 +124,8 @@ class MllmTrainer(Seq2SeqTrainer):
         found = index[first]
         if len(found) != num_samples or found[0] != 0 or found[-1] != num_samples - 1:
             missing = sorted(set(range(num_samples)) - set(found.tolist()))[:10]
-            raise RuntimeError(f"gathered predictions cover {len(found)} of {num_samples} samples; missing e.g. {missing}")
+            raise RuntimeError(f"gathered predictions cover {len(found)} of {num_samples} samples; "
+                               f"missing e.g. {missing}")
         return predictions[first], references[first]
 
     def predict_and_score(self, dataset, compute_metric=None, prefix: str = 'test') -> dict:

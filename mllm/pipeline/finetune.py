@@ -74,7 +74,8 @@ def do_multi_predict(trainer, multitest: dict):
 def template_stop_token_ids(model_args, tokenizer) -> list[int]:
     """The ids generation stops at: the conversation template's end of turn, checked against the tokenizer."""
     conv_args = model_args.get('conv_args') or {}
-    template = get_conv_template(conv_args.get('conv_template', 'vicuna_v1.1'), **(conv_args.get('conv_overrides') or {}))
+    template = get_conv_template(conv_args.get('conv_template', 'vicuna_v1.1'),
+                                 **(conv_args.get('conv_overrides') or {}))
     return template.resolve_stop_token_ids(tokenizer)
 
 

@@ -53,9 +53,8 @@ def split_marked_sentence(sentence: str, where: str) -> tuple[str, list[tuple[in
     return ''.join(plain), spans
 
 
-def check_record(record: dict, where: str) -> None:
-    """Raise DataFileError naming `where` unless boxes, markers and boxes_seq agree."""
-    boxes = record['boxes']
+def check_boxes(boxes, where: str) -> None:
+    """Raise DataFileError naming `where` unless `boxes` is a list of pixel xyxy boxes."""
     if not isinstance(boxes, list):
         raise DataFileError(f"{where}: 'boxes' must be a list of [x0, y0, x1, y1]")
     for k, box in enumerate(boxes):
@@ -64,18 +63,29 @@ def check_record(record: dict, where: str) -> None:
             raise DataFileError(f"{where}: boxes[{k}] = {box!r} is not [x0, y0, x1, y1]")
         if box[2] < box[0] or box[3] < box[1]:
             raise DataFileError(f"{where}: boxes[{k}] = {box} has x1<x0 or y1<y0 (expected pixel xyxy)")
-    _, spans = split_marked_sentence(record['sentence'], where)
-    seq = record['boxes_seq']
-    if not isinstance(seq, list) or len(seq) != len(spans):
+
+
+def check_boxes_seq(seq, marked: int, num_boxes: int, where: str, field: str = 'boxes_seq',
+                    text: str = 'sentence') -> list[list[int]]:
+    """The groups of `field`, one per phrase marked in the `text`, each a non-empty list of valid box indices."""
+    if not isinstance(seq, list) or len(seq) != marked:
         count = len(seq) if isinstance(seq, list) else type(seq).__name__
-        raise DataFileError(f"{where}: the sentence marks {len(spans)} phrase(s) but boxes_seq has {count} group(s)")
+        raise DataFileError(f"{where}: the {text} marks {marked} phrase(s) but {field} has {count} group(s)")
     for k, group in enumerate(seq):
         if not isinstance(group, list) or not group:
-            raise DataFileError(f"{where}: boxes_seq[{k}] = {group!r} must be a non-empty list of box indices")
+            raise DataFileError(f"{where}: {field}[{k}] = {group!r} must be a non-empty list of box indices")
         for i in group:
-            if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(boxes):
-                raise DataFileError(f"{where}: boxes_seq[{k}] refers to box {i!r} but the record has "
-                                    f"{len(boxes)} box(es)")
+            if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < num_boxes:
+                raise DataFileError(f"{where}: {field}[{k}] refers to box {i!r} but the record has "
+                                    f"{num_boxes} box(es)")
+    return [list(group) for group in seq]
+
+
+def check_record(record: dict, where: str) -> None:
+    """Raise DataFileError naming `where` unless boxes, markers and boxes_seq agree."""
+    check_boxes(record['boxes'], where)
+    _, spans = split_marked_sentence(record['sentence'], where)
+    check_boxes_seq(record['boxes_seq'], len(spans), len(record['boxes']), where)
 
 
 def canonical_boxes(boxes: list, boxes_seq: list[list[int]]) -> tuple[list[list[float]], list[list[int]]]:

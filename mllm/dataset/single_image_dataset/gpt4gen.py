@@ -27,7 +27,7 @@ import re
 from ..root import BOXES_PLACEHOLDER, DATASETS, IMAGE_PLACEHOLDER, QUESTION_PLACEHOLDER
 from ..utils.io import DataFileError
 from .base import AnnotationDataset
-from .flickr import PHRASE_END, PHRASE_START
+from .flickr import PHRASE_END, PHRASE_START, check_boxes, check_boxes_seq
 
 VERSIONS = ('a', 'c', 'bc')
 DEFAULT_TEMPLATES = {'a': 'GPT4Gen.json', 'c': 'GPT4Gen_CoT.json', 'bc': 'GPT4Gen_BCoT.json'}
@@ -40,32 +40,9 @@ def mark_boxes(text: str, with_boxes: bool) -> str:
     return _END.sub(f' {BOXES_PLACEHOLDER}' if with_boxes else '', text.replace(PHRASE_START, ''))
 
 
-def _check_boxes(boxes, where: str) -> None:
-    if not isinstance(boxes, list):
-        raise DataFileError(f"{where}: 'boxes' must be a list of [x0, y0, x1, y1]")
-    for k, box in enumerate(boxes):
-        if (not isinstance(box, list) or len(box) != 4
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
-            raise DataFileError(f"{where}: boxes[{k}] = {box!r} is not [x0, y0, x1, y1]")
-        if box[2] < box[0] or box[3] < box[1]:
-            raise DataFileError(f"{where}: boxes[{k}] = {box} has x1<x0 or y1<y0 (expected pixel xyxy)")
-
-
 def _check_seq(text: str, seq, field: str, num_boxes: int, where: str) -> list[list[int]]:
-    """The groups of `field`, one per end marker of `text`, each a non-empty list of valid box indices."""
-    seq = [] if seq is None else seq
-    marked = text.count(PHRASE_END)
-    if not isinstance(seq, list) or len(seq) != marked:
-        count = len(seq) if isinstance(seq, list) else type(seq).__name__
-        raise DataFileError(f"{where}: the text marks {marked} phrase(s) but {field} has {count} group(s)")
-    for k, group in enumerate(seq):
-        if not isinstance(group, list) or not group:
-            raise DataFileError(f"{where}: {field}[{k}] = {group!r} must be a non-empty list of box indices")
-        for i in group:
-            if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < num_boxes:
-                raise DataFileError(f"{where}: {field}[{k}] refers to box {i!r} but the record has "
-                                    f"{num_boxes} box(es)")
-    return [list(group) for group in seq]
+    """The groups of `field`, one per end marker of `text` (a missing field is no group)."""
+    return check_boxes_seq([] if seq is None else seq, text.count(PHRASE_END), num_boxes, where, field, 'text')
 
 
 @DATASETS.register_module()
@@ -88,7 +65,7 @@ class GPT4GenDataset(AnnotationDataset):
                 raise DataFileError(f"{where}: version {version} needs the text field {answer_field!r}")
             if not isinstance(record['question'], str):
                 raise DataFileError(f"{where}: 'question' must be a string")
-            _check_boxes(record['boxes'], where)
+            check_boxes(record['boxes'], where)
             record['question_boxes_seq'] = _check_seq(record['question'], record.get('question_boxes_seq'),
                                                       'question_boxes_seq', len(record['boxes']), where)
             if version == 'bc':
