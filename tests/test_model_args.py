@@ -16,6 +16,7 @@ from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, Repo
 from mmengine.config import Config, ConfigDict
 
 from mllm.config import ConfigError
+from mllm.models import checkpoint_location
 from mllm.models.builder import FAMILIES, SHARED_KEYS, Family, build_model, check_model_args, conv_args_keys
 from mllm.models.llava import builder as llava_builder
 
@@ -168,7 +169,7 @@ def test_missing_parent_names_the_first_missing_folder(tmp_path):
 def test_relative_and_deep_paths_are_directories_not_hub_ids(value, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv('HOME', str(tmp_path))
-    monkeypatch.setattr(llava_builder, 'hf_hub_download', mock.Mock(side_effect=AssertionError('asked the hub')))
+    monkeypatch.setattr(checkpoint_location, 'hf_hub_download', mock.Mock(side_effect=AssertionError('asked the hub')))
     _raises(dict(model_name_or_path=value), f'model_args.model_name_or_path: no such directory: {value}')
 
 
@@ -193,7 +194,7 @@ def test_relative_directory_with_one_slash_is_used_when_it_exists(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     (tmp_path / 'ckpt' / 'llava').mkdir(parents=True)
     (tmp_path / 'ckpt' / 'llava' / 'config.json').write_text(json.dumps({'model_type': 'llava'}))
-    assert llava_builder.locate_checkpoint('ckpt/llava', 'model_name_or_path') == os.path.join('ckpt/llava',
+    assert checkpoint_location.locate_checkpoint('ckpt/llava', 'model_name_or_path') == os.path.join('ckpt/llava',
                                                                                                'config.json')
 
 
@@ -231,7 +232,7 @@ def test_hub_id_offline_with_cache_is_accepted(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, 'HF_HUB_CACHE', str(tmp_path / 'hub'))
     snapshot = _write_hub_cache(tmp_path / 'hub', 'org/tiny-llava', {'model_type': 'mllm_llava'})
     check_model_args(ConfigDict(model_name_or_path='org/tiny-llava'))
-    found = llava_builder.locate_checkpoint('org/tiny-llava', 'model_name_or_path')
+    found = checkpoint_location.locate_checkpoint('org/tiny-llava', 'model_name_or_path')
     assert os.path.realpath(found) == os.path.realpath(snapshot / 'config.json')
     assert llava_builder._model_type('org/tiny-llava') == 'mllm_llava'
 
@@ -248,7 +249,7 @@ def test_hub_id_offline_with_cache_is_accepted(tmp_path, monkeypatch):
 def test_hub_failures_online_name_the_key(error, fragments, monkeypatch):
     monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', False)
     download = mock.Mock(side_effect=error)
-    monkeypatch.setattr(llava_builder, 'hf_hub_download', download)
+    monkeypatch.setattr(checkpoint_location, 'hf_hub_download', download)
     message = _raises(dict(model_name_or_path='org/some-llava'), "model_args.model_name_or_path", "'org/some-llava'",
                       *fragments)
     assert 'offline' not in message
