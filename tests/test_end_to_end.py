@@ -122,8 +122,10 @@ def test_two_cpu_processes_predict_like_one(trained, tmp_path, launcher):
            '--do_train', 'False', '--per_device_eval_batch_size', '5', '--output_dir', str(tmp_path / 'two')]
     run = subprocess.run(cmd, cwd=REPO, env=dict(os.environ, HF_HUB_OFFLINE='1'), capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
+    # ranks seen: each rank logs 'rank r of N'; a launcher that quietly starts one process fails here
     ranks = sorted(set(re.findall(r'rank (\d+) of (\d+) \(DistributedType\.(\w+)\)', run.stderr)))
     assert ranks == [('0', '2', 'MULTI_CPU'), ('1', '2', 'MULTI_CPU')], run.stderr[-3000:]
+    assert {world_size for _, world_size, _ in ranks} == {'2'}
     for prefix in ('multitest_shapes_test', 'eval'):
         double = read_jsonl(str(tmp_path / 'two' / f'{prefix}_extra_prediction.jsonl'))
         assert [r['id'] for r in double] == list(range(12))
