@@ -30,7 +30,8 @@ def main():
     args = parser.parse_args()
 
     model_args = Config.fromfile(args.config).model_args
-    model, pre = build_model(model_args)
+    model, family = build_model(model_args)
+    pre = family.preprocessor
     n_img = pre['num_image_tokens']
     size = pre['image'].crop_size['height']
     image_id = pre['text'].convert_tokens_to_ids(pre['image_token'])

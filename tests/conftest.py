@@ -21,13 +21,24 @@ REC_RECORDS = [
 
 
 @pytest.fixture(scope='session')
-def tiny():
-    """(model, preprocessor) of the tiny offline LLaVA; built at most once per test session."""
+def tiny_llava():
+    """(model, LlavaFamily) of the tiny offline LLaVA; built at most once per test session."""
     from mmengine.config import ConfigDict
 
     from mllm.models.builder import build_model
 
     return build_model(ConfigDict(model_name_or_path='tiny'))
+
+
+@pytest.fixture(scope='session')
+def family(tiny_llava):
+    return tiny_llava[1]
+
+
+@pytest.fixture(scope='session')
+def tiny(tiny_llava):
+    """(model, preprocessor dict of SingleImageConvDataset) of the tiny offline LLaVA."""
+    return tiny_llava[0], tiny_llava[1].preprocessor
 
 
 @pytest.fixture(scope='session')

@@ -46,7 +46,7 @@ def test_missing_file_without_root_names_the_key(rec_data):
     assert '--cfg-options data_args.train.filename=' in message and 'roots' not in message
 
 
-def test_one_root_override_moves_every_dataset(rec_data, tmp_path, monkeypatch, preprocessor):
+def test_one_root_override_moves_every_dataset(rec_data, tmp_path, monkeypatch, family):
     """A config on the shipped _base_ files, pointed at local data with two root keys only."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / 'ann').mkdir()
@@ -67,7 +67,7 @@ def test_one_root_override_moves_every_dataset(rec_data, tmp_path, monkeypatch, 
         "training_args = dict(use_cpu=True)\n")
     _, model_args, data_args, _ = prepare_args([
         'exp.py', '--cfg-options', f'data_args.roots.coco={coco}', f'data_args.roots.annotations={tmp_path}/ann'])
-    data = prepare_data(data_args, model_args, preprocessor)
+    data = prepare_data(data_args, model_args, family)
     assert len(data['train']) == 3
     assert {name: len(entry['dataset']) for name, entry in data['multitest'].items()} == {'val': 3, 'testA': 3}
     assert data['train'].dataset.image_folder == f'{coco}/train2014'
@@ -75,7 +75,7 @@ def test_one_root_override_moves_every_dataset(rec_data, tmp_path, monkeypatch, 
     _, model_args, data_args, _ = prepare_args(
         ['exp.py', '--cfg-options', f'data_args.roots.annotations={tmp_path}/ann'])
     with pytest.raises(ConfigError, match=r'data_args\.train\.image_folder.*data_args\.roots\.coco='):
-        prepare_data(data_args, model_args, preprocessor)
+        prepare_data(data_args, model_args, family)
 
 
 class ScoreWithMetas:
@@ -203,10 +203,10 @@ def test_metrics_parse_with_the_models_box_formatter(rec_data):
                template_file='REC.json')
     data_args = ConfigDict(test=rec, compute_metric=dict(type='RECComputeMetrics'),
                            multitest=dict(a=dict(cfg=rec, compute_metric=dict(type='PointingComputeMetrics'))))
-    from mllm.dataset.builder import prepare_data as build
     from mllm.models.builder import build_model
-    _, pre = build_model(ConfigDict(model_name_or_path='tiny'))
-    out = build(data_args, ConfigDict(), dict(pre, target=formatter))
+    _, family = build_model(ConfigDict(model_name_or_path='tiny'))
+    family.box_formatter = formatter
+    out = prepare_data(data_args, ConfigDict(), family)
     for metric in (out['compute_metric'], out['multitest']['a']['compute_metric']):
         assert metric.formatter is formatter
     scores, _ = out['compute_metric'](['<0.100 0.100 0.500 0.500>'], ['<0.100 0.100 0.500 0.500>'])

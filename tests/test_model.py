@@ -23,7 +23,8 @@ def _inputs(preprocessor, batch=2):
 
 
 def test_tiny_preset_counts_image_tokens_from_the_vision_config():
-    model, pre = build_model(ConfigDict(model_name_or_path='tiny', tiny=dict(image_size=48, patch_size=8)))
+    model, family = build_model(ConfigDict(model_name_or_path='tiny', tiny=dict(image_size=48, patch_size=8)))
+    pre = family.preprocessor
     assert pre['num_image_tokens'] == 36 == num_image_tokens(model.config)
     features = model.model.get_image_features(pixel_values=torch.zeros(1, 3, 48, 48))
     features = features.pooler_output if hasattr(features, 'pooler_output') else features
@@ -57,12 +58,14 @@ def test_projector_choice_and_freezing():
 
 
 def test_save_and_reload_give_identical_outputs(tmp_path):
-    model, pre = build_model(ConfigDict(model_name_or_path='tiny', projector_type='linear'))
+    model, family = build_model(ConfigDict(model_name_or_path='tiny', projector_type='linear'))
+    pre = family.preprocessor
     model.eval()
     model.save_pretrained(tmp_path)
     pre['text'].save_pretrained(tmp_path)
     pre['image'].save_pretrained(tmp_path)
-    again, pre2 = build_model(ConfigDict(model_name_or_path=str(tmp_path)))
+    again, family2 = build_model(ConfigDict(model_name_or_path=str(tmp_path)))
+    pre2 = family2.preprocessor
     again.eval()
     assert isinstance(again.model.multi_modal_projector, LinearProjector)
     assert pre2['num_image_tokens'] == pre['num_image_tokens']
@@ -95,7 +98,9 @@ def test_build_from_language_model_and_vision_tower(tmp_path):
 
     with pytest.raises(ValueError, match='vision_tower'):
         build_model(ConfigDict(model_name_or_path=str(tmp_path / 'lm')))
-    model, pre = build_model(ConfigDict(model_name_or_path=str(tmp_path / 'lm'), vision_tower=str(tmp_path / 'clip')))
+    model, family = build_model(ConfigDict(model_name_or_path=str(tmp_path / 'lm'),
+                                           vision_tower=str(tmp_path / 'clip')))
+    pre = family.preprocessor
     assert torch.equal(model.model.language_model.layers[0].mlp.up_proj.weight, lm.model.layers[0].mlp.up_proj.weight)
     tower_state = model.model.vision_tower.state_dict()
     assert all(torch.equal(tower_state[k], v) for k, v in tower.state_dict().items())

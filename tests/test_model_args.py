@@ -17,7 +17,7 @@ from mmengine.config import Config, ConfigDict
 
 from mllm.config import ConfigError
 from mllm.models import checkpoint_location
-from mllm.models.builder import FAMILIES, SHARED_KEYS, Family, build_model, check_model_args, conv_args_keys
+from mllm.models.builder import FAMILIES, SHARED_KEYS, FamilyEntry, build_model, check_model_args, conv_args_keys
 from mllm.models.llava import builder as llava_builder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,7 +78,7 @@ def test_check_builds_no_model(monkeypatch):
         raise AssertionError('check_model_args built a model')
 
     family = FAMILIES['llava']
-    monkeypatch.setitem(FAMILIES, 'llava', Family(boom, family.keys, family.check))
+    monkeypatch.setitem(FAMILIES, 'llava', FamilyEntry(boom, family.keys, family.check))
     check_model_args(ConfigDict(model_name_or_path='tiny', tiny=dict(text=dict(num_hidden_layers=1))))
     with pytest.raises(AssertionError):
         build_model(ConfigDict(model_name_or_path='tiny'))

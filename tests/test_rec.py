@@ -134,7 +134,7 @@ def test_metrics_with_formatter_from_config():
     assert metrics['accuracy'] == 1.0 and metrics['miou'] == pytest.approx(1.0)
 
 
-def test_fixture_through_prepare_data(rec_data, preprocessor):
+def test_fixture_through_prepare_data(rec_data, family):
     from mmengine.config import ConfigDict
 
     from mllm.dataset.builder import prepare_data
@@ -144,11 +144,11 @@ def test_fixture_through_prepare_data(rec_data, preprocessor):
                            compute_metric=dict(type='RECComputeMetrics'),
                            multitest={'again': {'cfg': rec, 'compute_metric': dict(type='RECComputeMetrics')}})
     model_args = ConfigDict(conv_args=dict(transform=dict(type='Expand2square')))
-    out = prepare_data(data_args, model_args, preprocessor)
+    out = prepare_data(data_args, model_args, family)
     assert out['validation'] is None
     assert out['train'].mode == 'train' and out['test'].mode == 'eval' and out['test'].name == 'rec-test'
     assert out['multitest']['again']['dataset'].mode == 'eval'
-    tok = preprocessor['text']
+    tok = family.tokenizer
     references = [tok.decode(out['test'][k]['labels']) for k in range(3)]
     assert references == ['Answer: [0.104,0.219,0.521,0.583] .',
                           'Answer: [0.167,0.500,0.833,1.000] .',  # the border-touching box of the 64x96 image

@@ -163,32 +163,32 @@ def test_rec_box_outside_image_through_conv_dataset(rec_data, preprocessor):
     assert message.startswith('REC[1]') and f'{jsonl}:2' in message and '96x64' in message
 
 
-def test_builder_dataset_type_typo(rec_data, preprocessor):
+def test_builder_dataset_type_typo(rec_data, family):
     cfg = dict(type='RECDatset', filename=rec_data['jsonl'], image_folder=rec_data['image_folder'])
     with pytest.raises(ConfigError) as info:
-        build_conv_dataset(cfg, preprocessor, {}, 'train', 'data_args.train')
+        build_conv_dataset(cfg, family, {}, 'train', 'data_args.train')
     assert "data_args.train.type: 'RECDatset'" in str(info.value)
     assert "Did you mean 'RECDataset'?" in str(info.value)
 
 
-def test_builder_argument_typo(rec_data, preprocessor):
+def test_builder_argument_typo(rec_data, family):
     cfg = dict(type='RECDataset', filename=rec_data['jsonl'], image_foldr=rec_data['image_folder'])
     with pytest.raises(ConfigError) as info:
-        build_conv_dataset(cfg, preprocessor, {}, 'train', 'data_args.train')
+        build_conv_dataset(cfg, family, {}, 'train', 'data_args.train')
     assert "no argument 'image_foldr'" in str(info.value)
     assert "Did you mean 'image_folder'?" in str(info.value)
 
 
-def test_builder_mixture_child_typo_names_path(rec_data, preprocessor):
+def test_builder_mixture_child_typo_names_path(rec_data, family):
     good = dict(type='RECDataset', filename=rec_data['jsonl'], image_folder=rec_data['image_folder'])
     cfg = dict(type='ConcatDataset', cfgs=[good, dict(good, type='RECDatset')])
     with pytest.raises(ConfigError, match=r'data_args\.train\.cfgs\[1\]\.type'):
-        build_conv_dataset(cfg, preprocessor, {}, 'train', 'data_args.train')
+        build_conv_dataset(cfg, family, {}, 'train', 'data_args.train')
 
 
-def test_builder_builds_named_dataset(rec_data, preprocessor):
+def test_builder_builds_named_dataset(rec_data, family):
     cfg = dict(type='RECDataset', filename=rec_data['jsonl'], image_folder=rec_data['image_folder'])
-    ds = build_conv_dataset(cfg, preprocessor, {'transform': dict(type='Expand2square')}, 'eval', 'data_args.test')
+    ds = build_conv_dataset(cfg, family, {'transform': dict(type='Expand2square')}, 'eval', 'data_args.test')
     assert isinstance(ds, SingleImageConvDataset) and ds.mode == 'eval'
     assert ds.name == 'RECDataset(rec.jsonl)' and len(ds) == 3
-    assert preprocessor['text'].decode(ds[0]['labels']) == 'Answer: [0.104,0.219,0.521,0.583] .'
+    assert family.tokenizer.decode(ds[0]['labels']) == 'Answer: [0.104,0.219,0.521,0.583] .'

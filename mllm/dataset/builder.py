@@ -5,7 +5,8 @@ a mixture: `ConcatDataset` / `InterleaveDataset` with `cfgs=[...]`, `SubsetDatas
 with `cfg=...`).
 Two steps, so that data paths are checked before a model is loaded: `build_raw_data` builds every
 raw dataset (no model needed) into a tree of `RawNode`s; `prepare_data` then wraps the leaves in
-`SingleImageConvDataset` with the model's conversation settings (`model_args.conv_args`) and
+the model family's renderer (`family.render`: `SingleImageConvDataset` for LLaVA) with the model's
+conversation settings (`model_args.conv_args`) and
 rebuilds the mixtures around them. Evaluation leaves get `data_args.on_bad_sample`.
 
 Data paths name roots: `'{coco}/train2014'` is expanded from `data_args.roots.coco`, so one
@@ -25,7 +26,7 @@ from .. import metrics  # noqa: F401  (registers the metrics)
 from ..config import ConfigError
 from . import single_image_dataset  # noqa: F401  (registers the datasets)
 from .root import DATASETS, FUNCTIONS, METRICS
-from .single_image_conversation import BAD_SAMPLE_POLICIES, SingleImageConvDataset
+from .single_image_conversation import BAD_SAMPLE_POLICIES
 from .single_image_dataset.base import MissingDataPathError
 from .utils.mixture import ConcatDataset, HoldoutSplit, InterleaveDataset, SubsetDataset
 
@@ -120,18 +121,18 @@ def build_raw_tree(cfg, where: str, roots: dict | None = None) -> RawNode:
     return RawNode('leaf', where, raw=raw, name=name)
 
 
-def wrap_raw_tree(node: RawNode, preprocessor: dict, conv_args: dict, mode: str):
-    """The model-ready dataset of a raw tree: leaves wrapped in SingleImageConvDataset, mixtures rebuilt."""
+def wrap_raw_tree(node: RawNode, family, conv_args: dict, mode: str):
+    """The model-ready dataset of a raw tree: leaves rendered by the model family, mixtures rebuilt."""
     if node.kind == 'leaf':
-        return SingleImageConvDataset(node.raw, preprocessor, mode=mode, name=node.name, **conv_args)
-    children = [wrap_raw_tree(c, preprocessor, conv_args, mode) for c in node.children]
+        return family.render(node.raw, mode, node.name, **conv_args)
+    children = [wrap_raw_tree(c, family, conv_args, mode) for c in node.children]
     if node.kind in WRAPPERS:
         return MIXTURES[node.kind](children[0], **node.kwargs)
     return MIXTURES[node.kind](children, **node.kwargs)
 
 
-def build_conv_dataset(cfg, preprocessor: dict, conv_args: dict, mode: str, where: str, roots: dict | None = None):
-    return wrap_raw_tree(build_raw_tree(cfg, where, roots), preprocessor, conv_args, mode)
+def build_conv_dataset(cfg, family, conv_args: dict, mode: str, where: str, roots: dict | None = None):
+    return wrap_raw_tree(build_raw_tree(cfg, where, roots), family, conv_args, mode)
 
 
 def build_metric(cfg, where: str, box_formatter=None):
@@ -188,7 +189,7 @@ def build_raw_data(data_args) -> dict:
     return raw
 
 
-def prepare_data(data_args, model_args, preprocessor: dict, raw: dict | None = None) -> dict:
+def prepare_data(data_args, model_args, family, raw: dict | None = None) -> dict:
     """Return {'train', 'validation', 'test': dataset or None, 'compute_metric', 'multitest'}.
 
     `raw` (from `build_raw_data`) is built here when not given.
@@ -196,15 +197,15 @@ def prepare_data(data_args, model_args, preprocessor: dict, raw: dict | None = N
     raw = raw if raw is not None else build_raw_data(data_args)
     conv_args = _plain(model_args.get('conv_args') or {})
     eval_args = dict(conv_args, on_bad_sample=data_args.get('on_bad_sample', 'raise'))
-    box_formatter = preprocessor.get('target')
-    out = {split: wrap_raw_tree(raw[split], preprocessor, conv_args if mode == 'train' else eval_args, mode)
+    box_formatter = family.box_formatter
+    out = {split: wrap_raw_tree(raw[split], family, conv_args if mode == 'train' else eval_args, mode)
            if raw[split] else None for split, mode in SPLITS}
     out['compute_metric'] = build_metric(data_args.get('compute_metric'), 'data_args.compute_metric', box_formatter)
     out['multitest'] = {}
     for name, entry in (data_args.get('multitest') or {}).items():
         where = f'data_args.multitest.{name}'
         out['multitest'][name] = {
-            'dataset': wrap_raw_tree(raw['multitest'][name], preprocessor, eval_args, 'eval'),
+            'dataset': wrap_raw_tree(raw['multitest'][name], family, eval_args, 'eval'),
             'compute_metric': build_metric(entry.get('compute_metric'), where + '.compute_metric', box_formatter),
         }
     return out

@@ -1,8 +1,8 @@
 """`build_model(model_args)`: pick the model family named by `model_args.type`.
 
-Returns (model, preprocessor); the preprocessor dict carries what the data side needs to render
-samples for this model: tokenizer (`text`), image processor (`image`), box formatter (`target`),
-the number of image tokens one `<image>` expands to, and the image token string.
+Returns (model, family): the family object (mllm/models/family.py) owns what differs between
+families: tokenizer, image processor, box formatter, rendering of canonical items, collation, stop
+ids and the freezing plan.
 
 `check_model_args(model_args)` rejects unknown keys (with the closest valid name) and bad values
 without building a model, so a run can check it before loading data or weights.
@@ -25,15 +25,15 @@ from .llava.builder import MODEL_ARGS_KEYS as LLAVA_KEYS
 from .llava.builder import check_llava_args
 
 
-class Family(NamedTuple):
-    build: Callable      # model_args -> (model, preprocessor)
+class FamilyEntry(NamedTuple):
+    build: Callable      # model_args -> (model, ModelFamily)
     keys: frozenset      # the model_args keys the family reads (besides SHARED_KEYS)
     check: Callable      # model_args -> None; checks the family's values, builds nothing
 
 
 # Keys read for every family: `type` here, `target_processor` here, `conv_args` by the data builder.
 SHARED_KEYS = frozenset({'type', 'conv_args', 'target_processor'})
-FAMILIES = {'llava': Family(build_llava, LLAVA_KEYS, check_llava_args)}
+FAMILIES = {'llava': FamilyEntry(build_llava, LLAVA_KEYS, check_llava_args)}
 TARGET_PROCESSOR_KEYS = ('boxes',)
 # SingleImageConvDataset arguments the data builder passes itself (and where to set them instead);
 # the rest come from conv_args.
@@ -138,7 +138,7 @@ def check_model_args(model_args) -> None:
 def build_model(model_args):
     check_model_args(model_args)
     family = model_args.get('type', 'llava')
-    model, preprocessor = FAMILIES[family].build(model_args)
+    model, model_family = FAMILIES[family].build(model_args)
     target_cfg = (model_args.get('target_processor') or {}).get('boxes') or {'type': 'PlainBoxFormatter'}
-    preprocessor['target'] = BOXES_PROCESSOR.build(dict(target_cfg))
-    return model, preprocessor
+    model_family.box_formatter = BOXES_PROCESSOR.build(dict(target_cfg))
+    return model, model_family

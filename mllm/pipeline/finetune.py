@@ -3,8 +3,8 @@
     accelerate launch mllm/pipeline/finetune.py config/x.py [--cfg-options k=v ...] [--hf_flag v ...]
     python mllm/pipeline/finetune.py config/x.py ...
 
-Top-down: arguments -> raw data (paths checked, no model yet) -> model -> model-ready data ->
-trainer -> do_train / do_eval / do_predict / do_multi_predict.
+Top-down: arguments -> raw data (paths checked, no model yet) -> model and its family object ->
+model-ready data (rendered by the family) -> trainer -> do_train / do_eval / do_predict / do_multi_predict.
 
 Several processes on CPU (gloo): `torchrun --nproc_per_node 2 mllm/pipeline/finetune.py ...` or
 `accelerate launch --config_file accelerate_config/cpu.yaml ...`; every rank logs `rank r of N`.
@@ -23,8 +23,7 @@ from transformers import set_seed
 
 from mllm.config import prepare_args
 from mllm.dataset.builder import build_raw_data, prepare_data, run_prepare_steps
-from mllm.dataset.process_function.conv_template import get_conv_template
-from mllm.engine import Collator, MllmTrainer
+from mllm.engine import MllmTrainer
 from mllm.engine.callbacks import EpochCallback, TrainingCurveCallback
 from mllm.models import build_model
 
@@ -40,12 +39,12 @@ def collect_skipped(dataset) -> list[str]:
     return list(getattr(dataset, 'skipped', []))
 
 
-def do_train(trainer, training_args, preprocessor, train_dataset):
+def do_train(trainer, training_args, family, train_dataset):
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     if getattr(training_args, 'save_final_model', True):  # off for benchmarks and sweeps
         trainer.save_model()  # model + tokenizer (processing_class)
         if trainer.is_world_process_zero():
-            preprocessor['image'].save_pretrained(training_args.output_dir)
+            family.save_pretrained(training_args.output_dir)
     trainer.save_state()  # trainer_state.json
     metrics = dict(result.metrics)
     skipped = collect_skipped(train_dataset)
@@ -71,14 +70,6 @@ def do_multi_predict(trainer, multitest: dict):
                            f"written. First error: {next(iter(failed.values()))}") from next(iter(failed.values()))
 
 
-def template_stop_token_ids(model_args, tokenizer) -> list[int]:
-    """The ids generation stops at: the conversation template's end of turn, checked against the tokenizer."""
-    conv_args = model_args.get('conv_args') or {}
-    template = get_conv_template(conv_args.get('conv_template', 'vicuna_v1.1'),
-                                 **(conv_args.get('conv_overrides') or {}))
-    return template.resolve_stop_token_ids(tokenizer)
-
-
 def main(argv=None):
     logging.basicConfig(format='%(asctime)s %(levelname)s %(name)s: %(message)s', level=logging.INFO)
     _, model_args, data_args, training_args = prepare_args(argv)
@@ -88,21 +79,20 @@ def main(argv=None):
     with training_args.main_process_first(desc='prepare data'):  # generate once, other ranks then read
         run_prepare_steps(data_args)
     raw = build_raw_data(data_args)  # every data path is checked before the model loads
-    model, preprocessor = build_model(model_args)
-    datasets = prepare_data(data_args, model_args, preprocessor, raw)
+    model, family = build_model(model_args)
+    datasets = prepare_data(data_args, model_args, family, raw)
 
-    pad_id = preprocessor['text'].pad_token_id
     trainer = MllmTrainer(
-        model=model, args=training_args, processing_class=preprocessor['text'],
+        model=model, args=training_args, processing_class=family.tokenizer,
         train_dataset=datasets['train'], eval_dataset=datasets['validation'],
-        data_collator=Collator(pad_id, 'right', **(data_args.get('collator_kwargs') or {})),
-        eval_collator=Collator(pad_id, 'left'),
+        data_collator=family.collator('train', **(data_args.get('collator_kwargs') or {})),
+        eval_collator=family.collator('eval'),
         gen_kwargs=data_args.get('gen_kwargs'), compute_metric=datasets['compute_metric'],
-        stop_token_ids=template_stop_token_ids(model_args, preprocessor['text']),
+        stop_token_ids=family.stop_token_ids(model_args.get('conv_args')),
         callbacks=[TrainingCurveCallback(), EpochCallback(datasets['train'])],
     )
     if training_args.do_train:
-        do_train(trainer, training_args, preprocessor, datasets['train'])
+        do_train(trainer, training_args, family, datasets['train'])
     if training_args.do_eval:
         trainer.evaluate()
     if training_args.do_predict:

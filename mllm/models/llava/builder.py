@@ -33,6 +33,7 @@ from transformers.utils import is_flash_attn_2_available
 from ...config import ConfigError
 from ...config.args import did_you_mean
 from ..checkpoint_location import locate_checkpoint
+from ..family import LlavaFamily
 from .configuration_llava import MllmLlavaConfig
 from .modeling_llava import MllmLlavaForConditionalGeneration
 
@@ -225,7 +226,7 @@ def num_image_tokens(config) -> int:
 
 
 def build_llava(model_args):
-    """Return (model, preprocessor) for the LLaVA family."""
+    """Return (model, LlavaFamily) for the LLaVA family."""
     dtype = getattr(torch, model_args.get('torch_dtype', 'float32'))
     attn = _attn_implementation(model_args.get('attn_implementation'))
     path = model_args['model_name_or_path']
@@ -243,6 +244,7 @@ def build_llava(model_args):
     model.config.use_cache = True
     _add_special_tokens(model, tokenizer, image_token)
     _apply_freezing(model, model_args)
-    preprocessor = {'text': tokenizer, 'image': image_processor, 'num_image_tokens': num_image_tokens(model.config),
-                    'image_token': image_token}
-    return model, preprocessor
+    family = LlavaFamily(tokenizer, image_processor, box_formatter=None,  # build_model sets the formatter
+                         num_image_tokens=num_image_tokens(model.config), image_token=image_token)
+    family.log_trainable(model)
+    return model, family
