@@ -218,3 +218,34 @@ def test_points_and_boxes_in_one_turn(preprocessor):
     sample = make(preprocessor, [item], mode='eval')[0]
     assert preprocessor['text'].decode(sample['labels']) == \
         'Box [0.000,0.167,0.500,0.500] , points [0.500,0.500;1.000,0.167] .'
+
+
+def in_context_item():
+    image = Image.new('RGB', (64, 64), (10, 200, 30))
+    return {'image': [image, image.copy()], 'conversations': [
+        {'from': 'human', 'value': '<image> What is it?', 'in_context': True},
+        {'from': 'gpt', 'value': 'a circle', 'in_context': True},
+        {'from': 'human', 'value': '<image> And this?'},
+        {'from': 'gpt', 'value': 'a square'}]}
+
+
+@pytest.mark.parametrize('in_context_loss', [False, True])
+def test_in_context_answers_carry_loss_only_when_asked(preprocessor, in_context_loss):
+    tok = preprocessor['text']
+    ds = make(preprocessor, [in_context_item()], transform=None, in_context_loss=in_context_loss)
+    sample = ds[0]
+    answers = [tok.decode(sample['input_ids'][run]) for run in label_runs(sample['labels'])]
+    assert answers == ([' a circle</s>', ' a square</s>'] if in_context_loss else [' a square</s>'])
+    assert sample['pixel_values'].shape[0] == 2  # each example keeps its own image
+
+
+def test_otter_template_renders_chunks(preprocessor):
+    from mllm.dataset.process_function.conv_template import get_conv_template
+
+    text, spans, _ = get_conv_template('otter').render(in_context_item()['conversations'])
+    assert text == ('<image>User: What is it? GPT:<answer> a circle<|endofchunk|>'
+                    '<image>User: And this? GPT:<answer> a square<|endofchunk|>')
+    assert [text[a:b] for a, b in spans] == ['a circle<|endofchunk|>', 'a square<|endofchunk|>']
+    loss_free = [dict(t, loss=False) if t.get('in_context') else t for t in in_context_item()['conversations']]
+    _, spans, _ = get_conv_template('otter').render(loss_free)
+    assert len(spans) == 1

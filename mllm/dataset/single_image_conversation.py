@@ -56,12 +56,14 @@ class SingleImageConvDataset(Dataset):
     preprocessor: dict with `text` (tokenizer), `image` (image processor), `target` (box
     formatter), `num_image_tokens` and `image_token`.
     on_bad_sample: what evaluation does with a sample that cannot be rendered ('raise' | 'skip').
+    in_context_loss: whether the answers of in-context examples (turns marked `in_context`) carry loss;
+    by default only the query's answer does.
     """
 
     def __init__(self, dataset, preprocessor: dict, mode: str = 'train', name: str | None = None,
                  conv_template: str = 'vicuna_v1.1', conv_overrides: dict | None = None,
                  transform: dict | None = None, max_length: int = 2048, box_tolerance: float = 1.0,
-                 on_bad_sample: str = 'raise'):
+                 on_bad_sample: str = 'raise', in_context_loss: bool = False):
         if mode not in ('train', 'eval'):
             raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
         if on_bad_sample not in BAD_SAMPLE_POLICIES:
@@ -85,6 +87,7 @@ class SingleImageConvDataset(Dataset):
         self.max_length = max_length
         self.box_tolerance = box_tolerance
         self.on_bad_sample = on_bad_sample
+        self.in_context_loss = in_context_loss
         self.skipped: list[str] = []
 
     def __len__(self):
@@ -156,6 +159,9 @@ class SingleImageConvDataset(Dataset):
                                      f"datasets such as PureVQADataset belong in test/multitest, not train)")
         conversations = self.format_targets(item['conversations'], target, images[0].size if images else None)
         conversations = self._ensure_image_placeholders(conversations, len(images), where)
+        if not self.in_context_loss:
+            conversations = [dict(t, loss=False) if t.get('in_context') and t['from'] == 'gpt' else t
+                             for t in conversations]
         text, spans, reference = self.template.render(conversations, for_generation=self.mode == 'eval')
         # Evaluation: earlier answers are context, not targets; their token alignment does not matter.
         input_ids, labels = self.tokenize(text, spans if self.mode == 'train' else [], where)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..root import CONV_TEMPLATES
+from ..root import CONV_TEMPLATES, IMAGE_PLACEHOLDER
 
 VICUNA_SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
                  "The assistant gives helpful, detailed, and polite answers to the user's questions.")
@@ -32,6 +32,35 @@ class ConversationTemplate:
     sep: str = ' '          # after the system prompt and after a user turn
     end_of_turn: str = '</s>'  # closes every assistant turn; trained on; generation stops at it
     stop_token_ids: list[int] | None = None  # explicit ids when end_of_turn is not one token
+    # Literal prefixes, for formats that are not 'ROLE: text' (Otter: 'User: ' and 'GPT:<answer>');
+    # None derives them from the roles as above.
+    user_prefix: str | None = None
+    assistant_prefix: str | None = None
+    answer_sep: str = ' '   # between a literal assistant_prefix and the answer
+    images_first: bool = False  # `<image>`s opening a user turn are written before its prefix (Flamingo)
+
+    def _user_prefix(self) -> str:
+        if self.user_prefix is not None:
+            return self.user_prefix
+        prefix = self._prefix(self.user_role)
+        return prefix + ' ' if prefix else ''
+
+    def _assistant_prefix(self) -> tuple[str, str]:
+        """(prefix, separator before the answer)."""
+        if self.assistant_prefix is not None:
+            return self.assistant_prefix, self.answer_sep
+        prefix = self._prefix(self.assistant_role)
+        return prefix, ' ' if prefix else ''
+
+    def _user_turn(self, value: str) -> str:
+        images = ''
+        if self.images_first:
+            stripped = value.lstrip()
+            while stripped.startswith(IMAGE_PLACEHOLDER):
+                images += IMAGE_PLACEHOLDER
+                stripped = stripped[len(IMAGE_PLACEHOLDER):].lstrip()
+            value = stripped if images else value
+        return images + self._user_prefix() + value + self.sep
 
     def resolve_stop_token_ids(self, tokenizer) -> list[int]:
         """The token ids that end an assistant turn for `tokenizer`; a clear error when there are none.
@@ -68,6 +97,8 @@ class ConversationTemplate:
 
         for_generation=True drops the last assistant turn, ends the text with the assistant role
         and returns that turn's text as `reference` (kept apart for metrics).
+        An assistant turn with `loss: False` (e.g. an in-context example's answer) is written but
+        gets no target span.
         """
         turns = list(conversations)
         reference = None
@@ -79,17 +110,17 @@ class ConversationTemplate:
         spans = []
         for turn in turns:
             if turn['from'] == 'human':
-                prefix = self._prefix(self.user_role)
-                text += (prefix + ' ' if prefix else '') + turn['value'] + self.sep
+                text += self._user_turn(turn['value'])
             else:
-                prefix = self._prefix(self.assistant_role)
+                prefix, answer_sep = self._assistant_prefix()
                 text += prefix
-                answer = (' ' if prefix else '') + turn['value'] + self.end_of_turn
+                answer = answer_sep + turn['value'] + self.end_of_turn
                 start = len(text) + (len(answer) - len(answer.lstrip(' ')))
                 text += answer
-                spans.append((start, len(text)))
+                if turn.get('loss', True):
+                    spans.append((start, len(text)))
         if for_generation:
-            text += self._prefix(self.assistant_role)
+            text += self._assistant_prefix()[0]
         return text, spans, reference
 
 
@@ -115,3 +146,19 @@ def plain() -> ConversationTemplate:
     """LLaVA-pretraining style captioning: `<image>` then the caption, no roles, no system."""
     return ConversationTemplate(name='plain', system='', user_role='', assistant_role='', sep='',
                                 end_of_turn='\n')
+
+
+@CONV_TEMPLATES.register_module(name='otter')
+def otter() -> ConversationTemplate:
+    """Otter / MIMIC-IT: `<image>User: {instruction} GPT:<answer> {answer}<|endofchunk|>`, one chunk per
+    exchange (in-context examples are earlier chunks); only the text after `<answer>` carries loss."""
+    return ConversationTemplate(name='otter', system='', user_prefix='User: ', assistant_prefix='GPT:<answer>',
+                                sep=' ', end_of_turn='<|endofchunk|>', images_first=True)
+
+
+@CONV_TEMPLATES.register_module(name='openflamingo_vqa')
+def openflamingo_vqa() -> ConversationTemplate:
+    """OpenFlamingo's few-shot VQA prompt: `<image>Question: {q} Short answer: {a}<|endofchunk|>`."""
+    return ConversationTemplate(name='openflamingo_vqa', system='', user_prefix='Question: ',
+                                assistant_prefix='Short answer:', sep=' ', end_of_turn='<|endofchunk|>',
+                                images_first=True)
