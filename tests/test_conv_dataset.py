@@ -249,3 +249,20 @@ def test_otter_template_renders_chunks(preprocessor):
     loss_free = [dict(t, loss=False) if t.get('in_context') else t for t in in_context_item()['conversations']]
     _, spans, _ = get_conv_template('otter').render(loss_free)
     assert len(spans) == 1
+
+
+def test_boxes_refer_to_the_image_they_were_drawn_on(preprocessor):
+    # image 0: 96x64 (padded to 96x96, dy=16); image 1: 40x80 (padded to 80x80, dx=20)
+    item = {'image': [Image.new('RGB', (96, 64)), Image.new('RGB', (40, 80))],
+            'target': {'boxes': [[10, 5, 50, 40], [0, 0, 40, 40]], 'boxes_image': [0, 1]},
+            'conversations': [{'from': 'human', 'value': '<image> <image> Where?'},
+                              {'from': 'gpt', 'value': '<boxes> and <boxes>', 'boxes_seq': [[0], [1]]}]}
+    sample = make(preprocessor, [item], mode='eval')[0]
+    # box 1 by hand: [0+20, 0, 40+20, 40] / 80 = [0.25, 0, 0.75, 0.5]
+    assert preprocessor['text'].decode(sample['labels']) == f'{BOX_TEXT} and [0.250,0.000,0.750,0.500]'
+    bad = dict(item, target={'boxes': item['target']['boxes'], 'boxes_image': [0, 2]})
+    with pytest.raises(InvalidSampleError, match=r"boxes_image'\]\[1\] = 2 is not the index of one of the item's 2"):
+        make(preprocessor, [bad], mode='eval')[0]
+    outside = dict(item, target={'boxes': [[10, 5, 50, 40], [0, 0, 60, 40]], 'boxes_image': [0, 1]})
+    with pytest.raises(InvalidSampleError, match=r'box 1 \[0, 0, 60, 40\] lies outside the 40x80 image'):
+        make(preprocessor, [outside], mode='eval')[0]

@@ -127,9 +127,17 @@ def test_a_verdict_may_not_hide_the_prediction_text(tiny, tmp_path, monkeypatch)
 
 
 def dataset_classes():
+    """Every registered dataset read from one annotation file and an image folder (AnnotationDataset);
+    MIMICITDataset (instructions + images files) has its own missing-path test in test_ds_mimicit.py."""
     import mllm.dataset.builder  # noqa: F401  (registers every dataset)
     from mllm.dataset.root import DATASETS
-    return sorted(DATASETS.module_dict.items())
+    from mllm.dataset.single_image_dataset.base import AnnotationDataset
+    return sorted((name, cls) for name, cls in DATASETS.module_dict.items() if issubclass(cls, AnnotationDataset))
+
+
+def test_every_registered_dataset_is_covered_by_a_missing_path_test():
+    from mllm.dataset.root import DATASETS
+    assert {name for name, _ in dataset_classes()} | {'MIMICITDataset'} == set(DATASETS.module_dict)
 
 
 @pytest.mark.parametrize('name, cls', dataset_classes(), ids=[n for n, _ in dataset_classes()])

@@ -24,7 +24,7 @@ from mmengine.config import ConfigDict
 
 from .. import metrics  # noqa: F401  (registers the metrics)
 from ..config import ConfigError
-from . import single_image_dataset  # noqa: F401  (registers the datasets)
+from . import multi_image_dataset, single_image_dataset  # noqa: F401  (registers the datasets)
 from .root import DATASETS, FUNCTIONS, METRICS
 from .single_image_conversation import BAD_SAMPLE_POLICIES
 from .single_image_dataset.base import MissingDataPathError

@@ -44,8 +44,8 @@ def build_item_without_image(raw, index: int) -> dict:
 def rendered_text(conv_ds, item: dict, index: int) -> tuple[str, int]:
     """(the text `conv_ds` tokenises for `item`, its number of images); the steps of its `process`."""
     images = item_images(item)
-    size = images[0].size if images else None
-    conversations = conv_ds.format_targets(item['conversations'], item.get('target') or {}, size)
+    _, boxes, points = conv_ds.transform_images(images, item.get('target') or {}, apply_transform=False)
+    conversations = conv_ds.format_targets(item['conversations'], boxes, points)
     conversations = conv_ds._ensure_image_placeholders(conversations, len(images), f"{conv_ds.name}[{index}]")
     text, _, _ = conv_ds.template.render(conversations, for_generation=conv_ds.mode == 'eval')
     return text, len(images)

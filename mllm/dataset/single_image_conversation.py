@@ -143,21 +143,20 @@ class SingleImageConvDataset(Dataset):
     def process(self, index: int) -> dict:
         item = self.dataset[index]
         images = item_images(item)
-        validate_item(item, self.name, index, image_size=images[0].size if len(images) == 1 else None,
-                      box_tolerance=self.box_tolerance)
         where = f"{self.name}[{index}]" + (f" ({item['source']})" if item.get('source') else '')
+        if any(isinstance(image, (list, tuple)) for image in images):
+            raise InvalidSampleError(f"{where}: a video media (a list of frames) cannot be rendered for LLaVA-style "
+                                     f"models; use a Flamingo-family model")
+        validate_item(item, self.name, index, image_sizes=[image.size for image in images],
+                      box_tolerance=self.box_tolerance)
         target = item.get('target') or {}
         if not images and (target.get('boxes') or target.get('points')):
             raise InvalidSampleError(f"{where}: boxes/points given but the item has no image to refer to")
-        if self.transform is not None:
-            # Boxes and points refer to the first image (the canonical format has one target).
-            transformed = [self.transform(img, target if k == 0 else None) for k, img in enumerate(images)]
-            images = [img for img, _ in transformed]
-            target = (transformed[0][1] if transformed else None) or target
+        images, boxes, points = self.transform_images(images, target)
         if self.mode == 'train' and any(t['from'] == 'gpt' and not t['value'].strip() for t in item['conversations']):
             raise InvalidSampleError(f"{where}: an assistant turn is empty, nothing to train on (prediction-only "
                                      f"datasets such as PureVQADataset belong in test/multitest, not train)")
-        conversations = self.format_targets(item['conversations'], target, images[0].size if images else None)
+        conversations = self.format_targets(item['conversations'], boxes, points)
         conversations = self._ensure_image_placeholders(conversations, len(images), where)
         if not self.in_context_loss:
             conversations = [dict(t, loss=False) if t.get('in_context') and t['from'] == 'gpt' else t
@@ -179,12 +178,32 @@ class SingleImageConvDataset(Dataset):
             return None
         return torch.cat([self.image_processor(images=image, return_tensors='pt')['pixel_values'] for image in images])
 
-    def format_targets(self, conversations, target, image_size):
-        if image_size is None:  # text-only: nothing to normalise (process() refused boxes without an image)
-            return [dict(turn, value=self.formatter(turn['value'])) for turn in conversations]
-        width, height = image_size
-        boxes = [norm_box_xyxy(b, width, height) for b in target.get('boxes') or []]
-        points = [norm_point_xy(p, width, height) for p in target.get('points') or []]
+    def transform_images(self, images, target, apply_transform: bool = True):
+        """(images, normalised boxes, normalised points): every image transformed on its own, with the boxes
+        and points drawn on it (`target['boxes_image']` / `points_image`, image 0 when absent), each
+        normalised by the size of its own transformed image; boxes and points keep their order.
+        apply_transform=False (length estimates, size-only image stand-ins) normalises by the original sizes."""
+        boxes, points = list(target.get('boxes') or []), list(target.get('points') or [])
+        box_owner = target.get('boxes_image') or [0] * len(boxes)
+        point_owner = target.get('points_image') or [0] * len(points)
+        out_images, out_boxes, out_points = [], [None] * len(boxes), [None] * len(points)
+        for k, image in enumerate(images):
+            mine_b = [i for i, o in enumerate(box_owner) if o == k]
+            mine_p = [i for i, o in enumerate(point_owner) if o == k]
+            own = {'boxes': [boxes[i] for i in mine_b], 'points': [points[i] for i in mine_p]}
+            if self.transform is not None and apply_transform:
+                image, shifted = self.transform(image, own)
+                own = shifted or own
+            width, height = image.size
+            for i, box in zip(mine_b, own['boxes'], strict=True):
+                out_boxes[i] = norm_box_xyxy(box, width, height)
+            for i, point in zip(mine_p, own['points'], strict=True):
+                out_points[i] = norm_point_xy(point, width, height)
+            out_images.append(image)
+        return out_images, out_boxes, out_points
+
+    def format_targets(self, conversations, boxes, points):
+        """Boxes and points (normalised) written into the turns' `<boxes>` / `<points>` placeholders."""
         return [dict(turn, value=self.formatter(turn['value'], turn.get('boxes_seq'), turn.get('points_seq'),
                                                 boxes, points)) for turn in conversations]
 

@@ -17,11 +17,19 @@ def _where(dataset_name: str, index: int, item: dict) -> str:
     return f"{dataset_name}[{index}]" + (f" ({source})" if source else '')
 
 
-def validate_item(item: dict, dataset_name: str, index: int, image_size=None, box_tolerance: float = 1.0):
+def _image_of(target: dict, key: str, k: int) -> int:
+    owners = target.get(key)
+    return 0 if owners is None else owners[k]
+
+
+def validate_item(item: dict, dataset_name: str, index: int, image_size=None, box_tolerance: float = 1.0,
+                  image_sizes=None):
     """Raise InvalidSampleError if `item` is malformed.
 
-    image_size (w, h), when given, lets boxes and points be checked against the image; a
-    tolerance of `box_tolerance` pixels absorbs the rounding found in public annotations.
+    image_size (w, h) of a one-image item, or image_sizes [(w, h), ...] of every image, when given,
+    lets boxes and points be checked against the image they were drawn on: `target['boxes_image'][k]`
+    (and `points_image`) is the index of box k's image, 0 when the field is absent. A tolerance of
+    `box_tolerance` pixels absorbs the rounding found in public annotations.
     """
     where = _where(dataset_name, index, item)
 
@@ -31,21 +39,37 @@ def validate_item(item: dict, dataset_name: str, index: int, image_size=None, bo
     target = item.get('target') or {}
     boxes = target.get('boxes') or []
     points = target.get('points') or []
+    if image_sizes is None and image_size is not None:
+        image_sizes = [image_size]
+    if image_sizes is not None and not image_sizes and (boxes or points):
+        fail('boxes/points given but the item has no image to refer to')
+    for key, pool in (('boxes_image', boxes), ('points_image', points)):
+        owners = target.get(key)
+        if owners is None:
+            continue
+        if not isinstance(owners, (list, tuple)) or len(owners) != len(pool):
+            noun = 'box' if key == 'boxes_image' else 'point'
+            fail(f"target['{key}'] must give one image index per {noun} ({len(pool)}), got {owners!r}")
+        for k, owner in enumerate(owners):
+            if not isinstance(owner, int) or isinstance(owner, bool) or owner < 0 or (
+                    image_sizes is not None and owner >= len(image_sizes)):
+                count = len(image_sizes) if image_sizes is not None else '?'
+                fail(f"target['{key}'][{k}] = {owner!r} is not the index of one of the item's {count} images")
     for k, box in enumerate(boxes):
         if len(box) != 4:
             fail(f"box {k} has {len(box)} values, expected 4 (x0, y0, x1, y1)")
         x0, y0, x1, y1 = box
         if x1 < x0 or y1 < y0:
             fail(f"box {k} {list(box)} has x1<x0 or y1<y0 (expected pixel xyxy)")
-        if image_size is not None:
-            w, h = image_size
+        if image_sizes is not None:
+            w, h = image_sizes[_image_of(target, 'boxes_image', k)]
             if x0 < -box_tolerance or y0 < -box_tolerance or x1 > w + box_tolerance or y1 > h + box_tolerance:
                 fail(f"box {k} {list(box)} lies outside the {w}x{h} image")
     for k, point in enumerate(points):
         if len(point) != 2:
             fail(f"point {k} has {len(point)} values, expected 2 (x, y)")
-        if image_size is not None:
-            w, h = image_size
+        if image_sizes is not None:
+            w, h = image_sizes[_image_of(target, 'points_image', k)]
             x, y = point
             if not (-box_tolerance <= x <= w + box_tolerance and -box_tolerance <= y <= h + box_tolerance):
                 fail(f"point {k} {list(point)} lies outside the {w}x{h} image")

@@ -15,6 +15,7 @@ data_args = dict(
         scienceqa='/path/to/ScienceQA',  # data/scienceqa/problems.json, train/ val/ test/ image folders
         pope='/path/to/POPE/output/coco',
         llava='/path/to/LLaVA/playground/data',  # mix665k images: coco/ gqa/ ocr_vqa/ textvqa/ vg/
+        mimicit='/path/to/mimicit_data',  # <SET>/<SET>_instructions.json, <SET>/<SET>_train.json, <SET>.json|.parquet
     ),
     collator_kwargs=dict(trim_logits=True),  # logits only where the loss is taken (see mllm/engine/collator.py)
     gen_kwargs=dict(max_new_tokens=64, num_beams=1, do_sample=False),
