@@ -49,7 +49,7 @@ def item_images(item: dict) -> list:
 
 
 class SingleImageConvDataset(Dataset):
-    """Wrap a raw dataset of canonical items and render them for one model.
+    """Wrap a raw dataset of canonical items and render them for one model (LLaVA-style by default).
 
     mode: 'train' -> input_ids/labels over the whole conversation;
           'eval'  -> prompt ending with the assistant role, `labels` holds the reference answer.
@@ -59,6 +59,8 @@ class SingleImageConvDataset(Dataset):
     in_context_loss: whether the answers of in-context examples (turns marked `in_context`) carry loss;
     by default only the query's answer does.
     """
+
+    accepts_video = False  # a media given as a list of frames (Flamingo-style renderers accept it)
 
     def __init__(self, dataset, preprocessor: dict, mode: str = 'train', name: str | None = None,
                  conv_template: str = 'vicuna_v1.1', conv_overrides: dict | None = None,
@@ -144,10 +146,11 @@ class SingleImageConvDataset(Dataset):
         item = self.dataset[index]
         images = item_images(item)
         where = f"{self.name}[{index}]" + (f" ({item['source']})" if item.get('source') else '')
-        if any(isinstance(image, (list, tuple)) for image in images):
+        if not self.accepts_video and any(isinstance(image, (list, tuple)) for image in images):
             raise InvalidSampleError(f"{where}: a video media (a list of frames) cannot be rendered for LLaVA-style "
                                      f"models; use a Flamingo-family model")
-        validate_item(item, self.name, index, image_sizes=[image.size for image in images],
+        validate_item(item, self.name, index,
+                      image_sizes=[(m[0] if isinstance(m, (list, tuple)) else m).size for m in images],
                       box_tolerance=self.box_tolerance)
         target = item.get('target') or {}
         if not images and (target.get('boxes') or target.get('points')):
