@@ -20,6 +20,8 @@ from ..dataset.process_function import box_formatter  # noqa: F401  (registers t
 from ..dataset.process_function.conv_template import ConversationTemplate
 from ..dataset.root import BOXES_PROCESSOR, CONV_TEMPLATES, TRANSFORMS
 from ..dataset.single_image_conversation import SingleImageConvDataset
+from .flamingo.builder import MODEL_ARGS_KEYS as FLAMINGO_KEYS
+from .flamingo.builder import build_flamingo, check_flamingo_args
 from .llava import build_llava
 from .llava.builder import MODEL_ARGS_KEYS as LLAVA_KEYS
 from .llava.builder import check_llava_args
@@ -33,7 +35,11 @@ class FamilyEntry(NamedTuple):
 
 # Keys read for every family: `type` here, `target_processor` here, `conv_args` by the data builder.
 SHARED_KEYS = frozenset({'type', 'conv_args', 'target_processor'})
-FAMILIES = {'llava': FamilyEntry(build_llava, LLAVA_KEYS, check_llava_args)}
+FAMILIES = {
+    'llava': FamilyEntry(build_llava, LLAVA_KEYS, check_llava_args),
+    'openflamingo': FamilyEntry(lambda args: build_flamingo(args, 'openflamingo'), FLAMINGO_KEYS, check_flamingo_args),
+    'otter': FamilyEntry(lambda args: build_flamingo(args, 'otter'), FLAMINGO_KEYS, check_flamingo_args),
+}
 TARGET_PROCESSOR_KEYS = ('boxes',)
 # SingleImageConvDataset arguments the data builder passes itself (and where to set them instead);
 # the rest come from conv_args.
