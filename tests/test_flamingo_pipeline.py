@@ -55,3 +55,36 @@ def test_multitest_jsonl_and_reload_gives_identical_predictions(trained, tmp_pat
           '--do_train', 'False', '--output_dir', str(tmp_path)])
     again = read_jsonl(tmp_path / 'multitest_shapes_test_extra_prediction.jsonl')
     assert [r['pred'] for r in again] == [r['pred'] for r in rows]
+
+
+def test_lora_on_the_language_model_trains_adapters_only_and_reloads(tmp_path):
+    import torch
+    from mmengine.config import ConfigDict
+
+    from mllm.models.builder import build_model
+
+    pytest.importorskip('peft')
+    plain, _ = build_model(ConfigDict(type='otter', model_name_or_path='tiny'))
+    model, family = build_model(ConfigDict(type='otter', model_name_or_path='tiny', lora=dict(r=4, alpha=8)))
+    lora = {n for n, p in model.named_parameters() if '.lora_' in n}
+    assert lora and all(p.requires_grad for n, p in model.named_parameters() if n in lora)
+    assert {n.split('.lora_')[0].rsplit('.', 1)[-1] for n in lora} == {'q_proj', 'v_proj'}
+    ids = torch.tensor([[1, 40, 41, 42, 43]])
+    with torch.no_grad():  # lora_B starts at 0: the adapted model equals the plain one
+        torch.testing.assert_close(model(input_ids=ids).logits, plain(input_ids=ids).logits, rtol=0, atol=1e-6)
+    rows = dict((g, t) for g, t, _ in family.freezing_table)
+    assert rows['lora'] == sum(p.numel() for n, p in model.named_parameters() if n in lora)
+    assert rows['language_model'] == 0
+    base = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith('language_model')
+            and n not in lora and 'embed' not in n and 'gated_cross_attn' not in n}
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+    assert all(torch.equal(p, base[n]) for n, p in model.named_parameters() if n in base)
+    model.save_pretrained(tmp_path)
+    family.tokenizer.save_pretrained(tmp_path)
+    family.save_pretrained(str(tmp_path))
+    again, _ = build_model(ConfigDict(type='otter', model_name_or_path=str(tmp_path)))
+    with torch.no_grad():
+        torch.testing.assert_close(again(input_ids=ids).logits, model(input_ids=ids).logits, rtol=0, atol=0)
+        assert not torch.allclose(again(input_ids=ids).logits, plain(input_ids=ids).logits)

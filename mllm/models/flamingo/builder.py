@@ -8,7 +8,8 @@
 
 Freezing (Flamingo's recipe): perceiver + gated cross-attention + the embedding rows of the added
 special tokens train; `full_finetune=True` trains the language model too, `train_vision_encoder`
-the tower. The rows are selected by a gradient mask, so keep the embedding out of weight decay
+the tower, `lora=dict(r=8, alpha=16)` adds trainable LoRA adapters to the LM (peft; saved and reloaded
+with the model). The rows are selected by a gradient mask, so keep the embedding out of weight decay
 (the default config has weight_decay=0).
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 
 from ...dataset.flamingo_conversation import FlamingoCollator, FlamingoConvDataset
 from ..family import ModelFamily
+from ..lora import inject_lora, lora_settings
 from .freezing import apply_flamingo_freezing, format_trainable_table
 from .presets import build_tiny_flamingo
 
@@ -28,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ('<image>', '<|endofchunk|>', '<answer>')
 MODEL_ARGS_KEYS = frozenset({'model_name_or_path', 'tokenizer_name_or_path', 'tiny', 'init_seed', 'torch_dtype',
-                             'full_finetune', 'train_vision_encoder', 'image_token'})
+                             'full_finetune', 'train_vision_encoder', 'image_token', 'lora'})
 
 
 class FlamingoFamily(ModelFamily):
@@ -85,6 +87,8 @@ def build_flamingo(model_args, family: str):
     if path == 'tiny':
         tokenizer = _tiny_tokenizer()
         tiny = dict(model_args.get('tiny') or {})
+        if model_args.get('lora'):
+            tiny['lora'] = lora_settings(model_args['lora'], tiny.get('text_model_type', 'llama'))
         model = build_tiny_flamingo(vocab_size=len(tokenizer), family=family,
                                     media_token_id=tokenizer.convert_tokens_to_ids(image_token),
                                     eoc_token_id=tokenizer.convert_tokens_to_ids('<|endofchunk|>'),
@@ -98,6 +102,9 @@ def build_flamingo(model_args, family: str):
         if model.config.model_type != expected:
             raise ValueError(f"model_args.model_name_or_path={path!r} holds a {model.config.model_type!r} model, "
                              f"not {expected!r} (model_args.type={family!r})")
+        if model_args.get('lora') and not getattr(model.config, 'lora', None):  # adapters added to a plain model
+            model.config.lora = lora_settings(model_args['lora'], model.config.text_config.model_type)
+            inject_lora(model.language_model, model.config.lora)
         tokenizer = AutoTokenizer.from_pretrained(model_args.get('tokenizer_name_or_path') or path)
         image_processor = AutoImageProcessor.from_pretrained(path)
         new_tokens = [t for t in SPECIAL_TOKENS if t in tokenizer.get_vocab()]

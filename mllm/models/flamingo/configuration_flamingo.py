@@ -38,6 +38,7 @@ class OpenFlamingoConfig(PretrainedConfig):
     media_token_id: int | None = None
     eoc_token_id: int | None = None
     tie_word_embeddings: bool = False
+    lora: dict | None = None  # LoRA adapters on the LM (mllm/models/lora.py settings); None: none
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)

@@ -10,7 +10,7 @@ this plan. If the LM ties input and output embeddings, the mask applies to the s
 import torch
 from torch import nn
 
-GROUPS = ('vision_encoder', 'perceiver', 'gated_cross_attn', 'input_embeddings', 'language_model')
+GROUPS = ('vision_encoder', 'perceiver', 'gated_cross_attn', 'input_embeddings', 'lora', 'language_model')
 
 
 def _group(model, name: str, embedding_names: set[str]) -> str:
@@ -20,6 +20,8 @@ def _group(model, name: str, embedding_names: set[str]) -> str:
         return 'perceiver'
     if '.gated_cross_attn.' in name:
         return 'gated_cross_attn'
+    if '.lora_' in name:
+        return 'lora'
     if name in embedding_names:
         return 'input_embeddings'
     return 'language_model'
@@ -40,7 +42,7 @@ def apply_flamingo_freezing(model: nn.Module, full: bool = False, new_token_ids=
         handle.remove()
         model._flamingo_embedding_grad_hook = None
 
-    trainable_groups = {'perceiver', 'gated_cross_attn'}
+    trainable_groups = {'perceiver', 'gated_cross_attn', 'lora'}  # lora: present only when injected
     if full:
         trainable_groups |= {'language_model', 'input_embeddings'}
     if train_vision_encoder:

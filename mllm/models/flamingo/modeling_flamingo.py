@@ -34,6 +34,7 @@ from transformers import (
 )
 from transformers import initialization as init
 
+from ..lora import inject_lora
 from .configuration_flamingo import OpenFlamingoConfig, OtterConfig
 from .cross_attention import GatedCrossAttentionBlock
 from .perceiver import PerceiverResampler
@@ -162,6 +163,8 @@ class OpenFlamingoForConditionalGeneration(FlamingoPreTrainedModel, GenerationMi
         self._no_split_modules = [*type(self)._no_split_modules, type(layers[0]).__name__]
         self._lm_takes_position_ids = 'position_ids' in inspect.signature(self.language_model.forward).parameters
         self.post_init()
+        if getattr(config, 'lora', None):  # after post_init: peft's own init (lora_B = 0) must stay
+            inject_lora(self.language_model, config.lora)
 
     # --- structure -------------------------------------------------------------------------------------
     @property
