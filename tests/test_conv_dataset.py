@@ -266,3 +266,17 @@ def test_boxes_refer_to_the_image_they_were_drawn_on(preprocessor):
     outside = dict(item, target={'boxes': [[10, 5, 50, 40], [0, 0, 60, 40]], 'boxes_image': [0, 1]})
     with pytest.raises(InvalidSampleError, match=r'box 1 \[0, 0, 60, 40\] lies outside the 40x80 image'):
         make(preprocessor, [outside], mode='eval')[0]
+
+
+def test_openflamingo_prompt_formats():
+    from mllm.dataset.process_function.conv_template import get_conv_template
+
+    turns = [{'from': 'human', 'value': '<image> Describe the image.'}, {'from': 'gpt', 'value': 'A cat.'},
+             {'from': 'human', 'value': '<image> What is it?'}, {'from': 'gpt', 'value': 'a dog'}]
+    caption, spans, _ = get_conv_template('openflamingo_caption').render(turns)
+    assert caption == '<image>Output: A cat.<|endofchunk|><image>Output: a dog<|endofchunk|>'
+    assert [caption[a:b] for a, b in spans] == ['A cat.<|endofchunk|>', 'a dog<|endofchunk|>']
+    vqa, _, reference = get_conv_template('openflamingo_vqa').render(turns, for_generation=True)
+    assert vqa == ('<image>Question: Describe the image. Short answer: A cat.<|endofchunk|>'
+                   '<image>Question: What is it? Short answer:')
+    assert reference == 'a dog'

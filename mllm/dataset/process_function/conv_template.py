@@ -38,6 +38,7 @@ class ConversationTemplate:
     assistant_prefix: str | None = None
     answer_sep: str = ' '   # between a literal assistant_prefix and the answer
     images_first: bool = False  # `<image>`s opening a user turn are written before its prefix (Flamingo)
+    user_text: bool = True  # False: a user turn writes only its images (OpenFlamingo's captioning prompt)
 
     def _user_prefix(self) -> str:
         if self.user_prefix is not None:
@@ -60,6 +61,8 @@ class ConversationTemplate:
                 images += IMAGE_PLACEHOLDER
                 stripped = stripped[len(IMAGE_PLACEHOLDER):].lstrip()
             value = stripped if images else value
+        if not self.user_text:
+            return images + IMAGE_PLACEHOLDER * value.count(IMAGE_PLACEHOLDER) + self._user_prefix()
         return images + self._user_prefix() + value + self.sep
 
     def resolve_stop_token_ids(self, tokenizer) -> list[int]:
@@ -162,3 +165,10 @@ def openflamingo_vqa() -> ConversationTemplate:
     return ConversationTemplate(name='openflamingo_vqa', system='', user_prefix='Question: ',
                                 assistant_prefix='Short answer:', sep=' ', end_of_turn='<|endofchunk|>',
                                 images_first=True)
+
+
+@CONV_TEMPLATES.register_module(name='openflamingo_caption')
+def openflamingo_caption() -> ConversationTemplate:
+    """OpenFlamingo's few-shot captioning prompt: `<image>Output: {caption}<|endofchunk|>` (the question is dropped)."""
+    return ConversationTemplate(name='openflamingo_caption', system='', user_prefix='', assistant_prefix='Output:',
+                                sep='', end_of_turn='<|endofchunk|>', images_first=True, user_text=False)
