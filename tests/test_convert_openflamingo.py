@@ -39,7 +39,8 @@ def _openflamingo_tokenizer(path):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path)
-    tok.add_special_tokens({'additional_special_tokens': ['<|endofchunk|>', '<image>']}, replace_extra_special_tokens=False)
+    tok.add_special_tokens({'additional_special_tokens': ['<|endofchunk|>', '<image>']},
+                           replace_extra_special_tokens=False)
     if tok.pad_token is None:
         tok.add_special_tokens({'pad_token': '<PAD>'})
     return tok
