@@ -88,3 +88,27 @@ def test_lora_on_the_language_model_trains_adapters_only_and_reloads(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(again(input_ids=ids).logits, model(input_ids=ids).logits, rtol=0, atol=0)
         assert not torch.allclose(again(input_ids=ids).logits, plain(input_ids=ids).logits)
+
+
+def test_a_saved_model_loads_with_a_device_map_and_quantization_needs_bitsandbytes(tmp_path):
+    import torch
+    from mmengine.config import ConfigDict
+
+    from mllm.models.builder import build_model
+
+    model, family = build_model(ConfigDict(type='openflamingo', model_name_or_path='tiny'))
+    model.save_pretrained(tmp_path)
+    family.tokenizer.save_pretrained(tmp_path)
+    family.save_pretrained(str(tmp_path))
+    mapped, _ = build_model(ConfigDict(type='openflamingo', model_name_or_path=str(tmp_path), device_map='cpu'))
+    assert {p.device.type for p in mapped.parameters()} == {'cpu'}
+    ids = torch.tensor([[1, 40, 41, 42]])
+    with torch.no_grad():
+        torch.testing.assert_close(mapped(input_ids=ids).logits, model(input_ids=ids).logits, rtol=0, atol=0)
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="quantization='8bit' needs bitsandbytes"):
+            build_model(ConfigDict(type='openflamingo', model_name_or_path=str(tmp_path), quantization='8bit'))
+    with pytest.raises(ValueError, match="must be '8bit' or '4bit'"):
+        build_model(ConfigDict(type='openflamingo', model_name_or_path=str(tmp_path), quantization='int3'))

@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ('<image>', '<|endofchunk|>', '<answer>')
 MODEL_ARGS_KEYS = frozenset({'model_name_or_path', 'tokenizer_name_or_path', 'tiny', 'init_seed', 'torch_dtype',
-                             'full_finetune', 'train_vision_encoder', 'image_token', 'lora'})
+                             'full_finetune', 'train_vision_encoder', 'image_token', 'lora',
+                             'device_map', 'quantization'})
 
 
 class FlamingoFamily(ModelFamily):
@@ -70,6 +71,29 @@ class FlamingoFamily(ModelFamily):
             super().log_trainable(model)
 
 
+def _loading_kwargs(model_args) -> dict:
+    """`device_map` (e.g. 'auto': decoder layers with their cross-attention blocks spread over the GPUs, then
+    CPU) and `quantization` ('8bit' / '4bit' through bitsandbytes, GPU only) for `from_pretrained`."""
+    kwargs = {}
+    if model_args.get('device_map') is not None:
+        kwargs['device_map'] = model_args['device_map']
+    quantization = model_args.get('quantization')
+    if quantization is not None:
+        if quantization not in ('8bit', '4bit'):
+            raise ValueError(f"model_args.quantization must be '8bit' or '4bit', got {quantization!r}")
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise ImportError(f"model_args.quantization={quantization!r} needs bitsandbytes (a CUDA GPU): "
+                              f"pip install bitsandbytes") from None
+        from transformers import BitsAndBytesConfig
+
+        kwargs['quantization_config'] = BitsAndBytesConfig(load_in_8bit=quantization == '8bit',
+                                                           load_in_4bit=quantization == '4bit')
+        kwargs.setdefault('device_map', 'auto')
+    return kwargs
+
+
 def _tiny_tokenizer():
     from ...demo.tiny_tokenizer import build_tiny_tokenizer  # lazily: only the tiny preset needs it
 
@@ -97,7 +121,7 @@ def build_flamingo(model_args, family: str):
         image_processor = CLIPImageProcessorPil(size={'shortest_edge': size}, crop_size={'height': size, 'width': size})
         new_tokens = list(SPECIAL_TOKENS)
     else:
-        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, **_loading_kwargs(model_args))
         expected = {'openflamingo': 'mllm_openflamingo', 'otter': 'mllm_otter'}[family]
         if model.config.model_type != expected:
             raise ValueError(f"model_args.model_name_or_path={path!r} holds a {model.config.model_type!r} model, "
