@@ -72,7 +72,8 @@ def test_valid_keys_are_exactly_the_keys_the_code_reads(family):
                                     'config/shikra_mixture_llava_v1_7b.py', 'config/_base_/model/otter_tiny.py',
                                     'config/_base_/model/openflamingo_tiny.py', 'config/demo/shapes_rec_tiny_otter.py',
                                     'config/_base_/model/openflamingo_9b.py', 'config/_base_/model/otter_9b.py',
-                                    'config/otter_mimicit_9b.py', 'config/openflamingo_9b_vqav2_eval.py'])
+                                    'config/otter_mimicit_9b.py', 'config/openflamingo_9b_vqav2_eval.py',
+                                    'config/openflamingo_9b_mimicit.py', 'config/otter_9b_vqav2_eval.py'])
 def test_shipped_configs_pass(config):
     model_args = Config.fromfile(str(REPO / config)).model_args
     model_args.model_name_or_path = 'tiny'  # the 7B files hold a placeholder path
