@@ -112,3 +112,33 @@ def test_a_saved_model_loads_with_a_device_map_and_quantization_needs_bitsandbyt
             build_model(ConfigDict(type='openflamingo', model_name_or_path=str(tmp_path), quantization='8bit'))
     with pytest.raises(ValueError, match="must be '8bit' or '4bit'"):
         build_model(ConfigDict(type='openflamingo', model_name_or_path=str(tmp_path), quantization='int3'))
+
+
+def test_otter_trains_on_mimicit_episodes_with_images_and_videos(tmp_path):
+    from tests.helpers import write_json
+    from tests.test_ds_mimicit import DC, IMAGES, LA
+
+    root = tmp_path / 'mimicit'
+    write_json(root / 'LA' / 'LADD_instructions.json', LA)
+    write_json(root / 'DC' / 'DC_instructions.json', DC)
+    write_json(root / 'LA.json', IMAGES)
+    experiment = tmp_path / 'otter_mimicit_tiny.py'
+    bases = [os.path.join(REPO, 'config', '_base_', f) for f in
+             ('dataset/data_args.py', 'model/otter_tiny.py', 'train/cpu_tiny.py')]
+    subsets = [dict(type='MIMICITDataset', instructions_file='{mimicit}/LA/LADD_instructions.json',
+                    images_file='{mimicit}/LA.json'),
+               dict(type='MIMICITDataset', instructions_file='{mimicit}/DC/DC_instructions.json',
+                    images_file='{mimicit}/LA.json')]
+    experiment.write_text(
+        f"_base_ = {bases!r}\n"
+        f"data_args = dict(train=dict(type='ConcatDataset', cfgs={subsets!r}))\n"
+        "training_args = dict(max_steps=6, per_device_train_batch_size=3, learning_rate=3e-3, logging_steps=1)\n")
+    trainer = main([str(experiment), '--cfg-options', f'data_args.roots.mimicit={root}',
+                    '--output_dir', str(tmp_path / 'out')])
+    losses = [e['loss'] for e in trainer.state.log_history if 'loss' in e]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(trainer.train_dataset))])
+    # 6 queries; the most media: LA_INS_00004's 2 images + 3 in-context examples of 1 image each = 5;
+    # the most frames: a DC video's 4 (its examples ask about the same video, shown once)
+    assert batch['pixel_values'].shape[:3] == (6, 5, 4)
+    assert json.loads((tmp_path / 'out' / 'train_results.json').read_text())['train_skipped_samples'] == 0

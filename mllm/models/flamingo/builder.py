@@ -142,7 +142,7 @@ def build_flamingo(model_args, family: str):
         if getattr(model.config, key) != token_id:
             raise ValueError(f"the tokenizer's {token!r} is id {token_id} but the model's {key} is "
                              f"{getattr(model.config, key)}: tokenizer and checkpoint do not belong together")
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id
     new_ids = [tokenizer.convert_tokens_to_ids(t) for t in new_tokens]
