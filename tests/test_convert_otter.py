@@ -157,3 +157,17 @@ def test_otter_errors(tmp_path):
     torch.save(model.state_dict(), os.path.join(src, 'pytorch_model.bin'))
     with pytest.raises(ConversionError, match='do not belong together'):
         convert(src, str(tmp_path / 'o2'), tokenizer=big_dir, cross_attn_heads=2, perceiver_heads=2)
+
+
+def test_missing_inputs_are_one_line_errors(tmp_path):
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for cmd in (['tools/convert/otter.py', '--input', str(tmp_path / 'none'), '--output', str(tmp_path / 'o')],
+                ['tools/convert/openflamingo.py', '--checkpoint', str(tmp_path / 'none.pt'), '--lm', str(tmp_path),
+                 '--vision', str(tmp_path / 'v.json'), '--cross-attn-every-n-layers', '4',
+                 '--output', str(tmp_path / 'o')]):
+        run = subprocess.run([sys.executable, *cmd], cwd=repo, capture_output=True, text=True)
+        assert run.returncode == 1 and 'Traceback' not in run.stderr, run.stderr[-2000:]
+        assert run.stderr.strip().splitlines()[-1].startswith('error: ') and str(tmp_path) in run.stderr

@@ -10,10 +10,12 @@ disagrees, and lists every offending key.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -58,6 +60,8 @@ def _load_file(path: str) -> dict[str, torch.Tensor]:
 
 def load_state_dict(path: str) -> dict[str, torch.Tensor]:
     """A state dict from a file (.safetensors, .pt/.bin) or an HF directory (single file or sharded)."""
+    if not os.path.exists(path):
+        raise ConversionError(f"{path}: no such file or directory")
     if os.path.isdir(path):
         for name in WEIGHT_FILES:
             file = os.path.join(path, name)
@@ -339,3 +343,27 @@ def clip_image_processor(vision_config):
 
 def cast(state_dict: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
     return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every converter shares: head counts (not readable from tensor shapes) and the output format."""
+    parser.add_argument('--cross-attn-heads', type=int, default=8)
+    parser.add_argument('--perceiver-heads', type=int, default=8)
+    parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16', 'float16'))
+    parser.add_argument('--max-shard-size', default='5GB')
+
+
+def output_kwargs(args) -> dict:
+    return dict(cross_attn_heads=args.cross_attn_heads, perceiver_heads=args.perceiver_heads, dtype=args.dtype,
+                max_shard_size=args.max_shard_size)
+
+
+def run_conversion(convert: Callable[[], object]) -> int:
+    """Run `convert()` for a command line: INFO logging, a ConversionError printed as one line, exit code 1."""
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+    try:
+        convert()
+    except ConversionError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    return 0

@@ -42,12 +42,15 @@ from tools.convert.common import (
     KeyTable,
     add_hf_clip_vision,
     add_open_clip_vision,
+    add_output_arguments,
     cast,
     clip_image_processor,
     detect_vision_layout,
     fit_rows,
     load_state_dict,
     load_vision_config,
+    output_kwargs,
+    run_conversion,
     save_converted,
     target_shapes,
 )
@@ -321,21 +324,12 @@ def main(argv=None):
     parser.add_argument('--tokenizer', help='HF tokenizer directory (copied into --output with the special tokens)')
     parser.add_argument('--media-token-id', type=int)
     parser.add_argument('--eoc-token-id', type=int)
-    parser.add_argument('--cross-attn-heads', type=int, default=8)
-    parser.add_argument('--perceiver-heads', type=int, default=8)
-    parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16', 'float16'))
-    parser.add_argument('--max-shard-size', default='5GB')
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
-    try:
-        convert(args.checkpoint, args.lm, args.vision, args.cross_attn_every_n_layers, args.output,
-                vision_weights=args.vision_weights, tokenizer=args.tokenizer, media_token_id=args.media_token_id,
-                eoc_token_id=args.eoc_token_id, cross_attn_heads=args.cross_attn_heads,
-                perceiver_heads=args.perceiver_heads, dtype=args.dtype, max_shard_size=args.max_shard_size)
-    except ConversionError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
-    return 0
+    return run_conversion(lambda: convert(
+        args.checkpoint, args.lm, args.vision, args.cross_attn_every_n_layers, args.output,
+        vision_weights=args.vision_weights, tokenizer=args.tokenizer, media_token_id=args.media_token_id,
+        eoc_token_id=args.eoc_token_id, **output_kwargs(args)))
 
 
 if __name__ == '__main__':

@@ -33,9 +33,12 @@ from tools.convert.common import (
     ConversionError,
     KeyTable,
     add_hf_clip_vision,
+    add_output_arguments,
     cast,
     clip_image_processor,
     load_state_dict,
+    output_kwargs,
+    run_conversion,
     save_converted,
     target_shapes,
 )
@@ -81,7 +84,10 @@ def convert(input: str, output: str, tokenizer: str | None = None, cross_attn_he
             perceiver_heads: int = 8, dtype: str = 'float32', max_shard_size: str = '5GB') -> str:
     from mllm.models.flamingo import OtterConfig, OtterForConditionalGeneration
 
-    with open(os.path.join(input, 'config.json')) as f:
+    config_file = os.path.join(input, 'config.json')
+    if not os.path.isfile(config_file):
+        raise ConversionError(f"--input {input}: no config.json (expected Otter's Hugging Face directory)")
+    with open(config_file) as f:
         raw = json.load(f)
     vision_config, text_config = otter_configs(raw)
     every_n = int(raw.get('cross_attn_every_n_layers', 4))
@@ -161,19 +167,9 @@ def main(argv=None):
     parser.add_argument('--input', required=True)
     parser.add_argument('--output', required=True)
     parser.add_argument('--tokenizer')
-    parser.add_argument('--cross-attn-heads', type=int, default=8)
-    parser.add_argument('--perceiver-heads', type=int, default=8)
-    parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16', 'float16'))
-    parser.add_argument('--max-shard-size', default='5GB')
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
-    try:
-        convert(args.input, args.output, tokenizer=args.tokenizer, cross_attn_heads=args.cross_attn_heads,
-                perceiver_heads=args.perceiver_heads, dtype=args.dtype, max_shard_size=args.max_shard_size)
-    except ConversionError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
-    return 0
+    return run_conversion(lambda: convert(args.input, args.output, tokenizer=args.tokenizer, **output_kwargs(args)))
 
 
 if __name__ == '__main__':
