@@ -1,6 +1,7 @@
 """The model-family object: what finetune.py, the data builder and the trainer ask instead of the family name."""
 import logging
 
+import torch
 from mmengine.config import ConfigDict
 
 from mllm.dataset.single_image_conversation import SingleImageConvDataset
@@ -43,3 +44,23 @@ def test_trainable_table_follows_the_freezing_plan(caplog):
 def test_family_saves_its_processors(family, tmp_path):
     family.save_pretrained(str(tmp_path))
     assert (tmp_path / 'preprocessor_config.json').is_file()
+
+
+def test_shikra_style_image_wrap_and_patch_token():
+    from tests.helpers import label_runs
+
+    model, family = build_model(ConfigDict(model_name_or_path='tiny', image_token='<im_patch>', image_wrap=True))
+    tok = family.tokenizer
+    ds = family.render(Raw([rec_item(question='<image> Where is the red circle?')]), 'train', name='Raw')
+    ids = ds[0]['input_ids'].tolist()
+    start, patch, end = tok.convert_tokens_to_ids(['<im_start>', '<im_patch>', '<im_end>'])
+    first = ids.index(start)
+    assert ids[first:first + 66] == [start, *[patch] * 64, end] and ids.count(patch) == 64
+    assert model.config.image_token_index == patch
+    # no transform here: [10, 5, 50, 40] on the 96x64 image -> [10/96, 5/64, 50/96, 40/64]
+    assert [tok.decode(ds[0]['input_ids'][r]) for r in label_runs(ds[0]['labels'])] == [
+        ' Answer: [0.104,0.078,0.521,0.625] .</s>']
+    assert ds.lengths().tolist() == [len(ids)]  # the length estimate counts the wrap tokens
+    with torch.no_grad():  # the model splices the image features at the <im_patch> positions
+        batch = family.collator('train')([ds[0]])
+        assert torch.isfinite(model(**batch).loss)

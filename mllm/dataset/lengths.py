@@ -88,7 +88,7 @@ def conv_dataset_lengths(conv_ds, chars_per_token: float | None = None, batch_si
         else:  # placeholders become image tokens below; BOS is one more token
             chars = np.array([len(t) - t.count(IMAGE_PLACEHOLDER) * len(IMAGE_PLACEHOLDER) for t in texts])
             lengths[start:stop] = np.ceil(chars / chars_per_token).astype(np.int64) + 1 + num_images[start:stop]
-    lengths += num_images * (conv_ds.num_image_tokens - 1)  # each placeholder token becomes num_image_tokens
+    lengths += num_images * (conv_ds.tokens_per_image - 1)  # each placeholder token becomes tokens_per_image
     if conv_ds.mode == 'train' and getattr(conv_ds, 'max_length', None):
         lengths = np.minimum(lengths, conv_ds.max_length)
     lengths = np.maximum(lengths, 1)

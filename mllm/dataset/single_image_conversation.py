@@ -54,7 +54,8 @@ class SingleImageConvDataset(Dataset):
     mode: 'train' -> input_ids/labels over the whole conversation;
           'eval'  -> prompt ending with the assistant role, `labels` holds the reference answer.
     preprocessor: dict with `text` (tokenizer), `image` (image processor), `target` (box
-    formatter), `num_image_tokens` and `image_token`.
+    formatter), `num_image_tokens`, `image_token` and optionally `image_wrap` (start, end): tokens written
+    around every image's tokens (Shikra / LCL / LLaVA-v0: `<im_start>` + `<im_patch>` x n + `<im_end>`).
     on_bad_sample: what evaluation does with a sample that cannot be rendered ('raise' | 'skip').
     in_context_loss: whether the answers of in-context examples (turns marked `in_context`) carry loss;
     by default only the query's answer does.
@@ -78,9 +79,9 @@ class SingleImageConvDataset(Dataset):
         self.formatter = preprocessor['target']
         self.num_image_tokens = preprocessor['num_image_tokens']
         self.image_token = preprocessor.get('image_token', IMAGE_PLACEHOLDER)
-        self.image_token_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
-        if self.image_token_id is None or self.image_token_id == self.tokenizer.unk_token_id:
-            raise ValueError(f"tokenizer has no '{self.image_token}' token")
+        self.image_token_id = self._token_id(self.image_token)
+        wrap = preprocessor.get('image_wrap')
+        self.image_wrap_ids = tuple(self._token_id(t) for t in wrap) if wrap else ()
         self.template = get_conv_template(conv_template, **(conv_overrides or {}))
         # Checked here, at load: generation must be able to stop where the template ends a turn.
         self.stop_token_ids = self.template.resolve_stop_token_ids(self.tokenizer)
@@ -91,6 +92,17 @@ class SingleImageConvDataset(Dataset):
         self.on_bad_sample = on_bad_sample
         self.in_context_loss = in_context_loss
         self.skipped: list[str] = []
+
+    def _token_id(self, token: str) -> int:
+        token_id = self.tokenizer.convert_tokens_to_ids(token)
+        if token_id is None or token_id == self.tokenizer.unk_token_id:
+            raise ValueError(f"tokenizer has no '{token}' token")
+        return token_id
+
+    @property
+    def tokens_per_image(self) -> int:
+        """Sequence positions one image takes: its image tokens plus the wrap tokens around them."""
+        return self.num_image_tokens + len(self.image_wrap_ids)
 
     def __len__(self):
         return len(self.dataset)
@@ -161,6 +173,9 @@ class SingleImageConvDataset(Dataset):
                                      f"datasets such as PureVQADataset belong in test/multitest, not train)")
         conversations = self.format_targets(item['conversations'], boxes, points)
         conversations = self._ensure_image_placeholders(conversations, len(images), where)
+        if self.image_token != IMAGE_PLACEHOLDER:  # e.g. Shikra's '<im_patch>': the tokenizer's own image token
+            conversations = [dict(t, value=t['value'].replace(IMAGE_PLACEHOLDER, self.image_token))
+                             for t in conversations]
         if not self.in_context_loss:
             conversations = [dict(t, loss=False) if t.get('in_context') and t['from'] == 'gpt' else t
                              for t in conversations]
@@ -275,8 +290,11 @@ class SingleImageConvDataset(Dataset):
         out_ids, out_labels = [], []
         for v, lab in zip(ids, labels, strict=True):
             if v == self.image_token_id:
-                out_ids.extend([v] * self.num_image_tokens)
-                out_labels.extend([IGNORE_INDEX] * self.num_image_tokens)
+                image_ids = [v] * self.num_image_tokens
+                if self.image_wrap_ids:
+                    image_ids = [self.image_wrap_ids[0], *image_ids, self.image_wrap_ids[1]]
+                out_ids.extend(image_ids)
+                out_labels.extend([IGNORE_INDEX] * len(image_ids))
             else:
                 out_ids.append(v)
                 out_labels.append(lab)

@@ -85,16 +85,19 @@ class LlavaFamily(ModelFamily):
 
     name = 'llava'
 
-    def __init__(self, tokenizer, image_processor, box_formatter, num_image_tokens: int, image_token: str):
+    def __init__(self, tokenizer, image_processor, box_formatter, num_image_tokens: int, image_token: str,
+                 image_wrap: tuple[str, ...] = ()):
         super().__init__(tokenizer, image_processor, box_formatter)
         self.num_image_tokens = num_image_tokens
         self.image_token = image_token
+        self.image_wrap = tuple(image_wrap)  # e.g. ('<im_start>', '<im_end>') around every image (Shikra, LCL)
 
     @property
     def preprocessor(self) -> dict:
         """What `SingleImageConvDataset` reads (its `preprocessor` argument)."""
         return {'text': self.tokenizer, 'image': self.image_processor, 'target': self.box_formatter,
-                'num_image_tokens': self.num_image_tokens, 'image_token': self.image_token}
+                'num_image_tokens': self.num_image_tokens, 'image_token': self.image_token,
+                'image_wrap': self.image_wrap}
 
     def render(self, raw_dataset, mode: str, name: str | None = None, **conv_args):
         return SingleImageConvDataset(raw_dataset, self.preprocessor, mode=mode, name=name, **conv_args)

@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 MODEL_ARGS_KEYS = frozenset({
     'model_name_or_path', 'tokenizer_name_or_path', 'vision_tower', 'tiny', 'init_seed', 'projector_type',
     'vision_feature_layer', 'vision_feature_select_strategy', 'freeze_vision_tower', 'freeze_backbone',
-    'tune_mm_mlp_adapter', 'torch_dtype', 'attn_implementation', 'image_token',
+    'tune_mm_mlp_adapter', 'torch_dtype', 'attn_implementation', 'image_token', 'image_wrap',
 })
 
 TINY_DEFAULTS = {
@@ -192,14 +192,15 @@ def _from_parts(model_args, path, dtype, attn):
     return model, tokenizer, image_processor
 
 
-def _add_special_tokens(model, tokenizer, image_token: str) -> None:
+def _add_special_tokens(model, tokenizer, image_token: str, wrap=()) -> None:
     added = {}
     if tokenizer.pad_token is None:
         added['pad_token'] = '<pad>'
-    if image_token not in tokenizer.get_vocab():
-        added['additional_special_tokens'] = [image_token]
+    missing = [t for t in (image_token, *wrap) if t not in tokenizer.get_vocab()]
+    if missing:
+        added['additional_special_tokens'] = missing
     if added:
-        tokenizer.add_special_tokens(added)
+        tokenizer.add_special_tokens(added, replace_extra_special_tokens=False)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
     model.config.image_token_index = tokenizer.convert_tokens_to_ids(image_token)
@@ -225,6 +226,22 @@ def num_image_tokens(config) -> int:
     return n + 1 if config.vision_feature_select_strategy == 'full' else n
 
 
+def _image_wrap(model_args, config) -> tuple[str, ...]:
+    """Tokens around every image's tokens: `model_args.image_wrap` (True: Shikra's `<im_start>` / `<im_end>`,
+    or a pair of token strings), else what a converted Shikra / LLaVA-v0 checkpoint records
+    (`mm_use_im_start_end`); () for none."""
+    wrap = model_args.get('image_wrap')
+    if wrap is None:
+        wrap = getattr(config, 'mm_use_im_start_end', False)
+    if wrap is True:
+        return ('<im_start>', '<im_end>')
+    if not wrap:
+        return ()
+    if not (isinstance(wrap, (list, tuple)) and len(wrap) == 2 and all(isinstance(t, str) for t in wrap)):
+        raise ValueError(f"model_args.image_wrap must be True, False or two token strings, got {wrap!r}")
+    return tuple(wrap)
+
+
 def build_llava(model_args):
     """Return (model, LlavaFamily) for the LLaVA family."""
     dtype = getattr(torch, model_args.get('torch_dtype', 'float32'))
@@ -242,9 +259,10 @@ def build_llava(model_args):
     else:
         model, tokenizer, image_processor = _from_parts(model_args, path, dtype, attn)
     model.config.use_cache = True
-    _add_special_tokens(model, tokenizer, image_token)
+    wrap = _image_wrap(model_args, model.config)
+    _add_special_tokens(model, tokenizer, image_token, wrap)
     _apply_freezing(model, model_args)
     family = LlavaFamily(tokenizer, image_processor, box_formatter=None,  # build_model sets the formatter
-                         num_image_tokens=num_image_tokens(model.config), image_token=image_token)
+                         num_image_tokens=num_image_tokens(model.config), image_token=image_token, image_wrap=wrap)
     family.log_trainable(model)
     return model, family
