@@ -128,7 +128,7 @@ def test_a_verdict_may_not_hide_the_prediction_text(tiny, tmp_path, monkeypatch)
 
 def dataset_classes():
     """Every registered dataset read from one annotation file and an image folder (AnnotationDataset);
-    MIMICITDataset (instructions + images files) has its own missing-path test in test_ds_mimicit.py."""
+    the multi-image datasets (MIMIC-IT, ISEKAI, LCL episodes) have their own missing-path tests."""
     import mllm.dataset.builder  # noqa: F401  (registers every dataset)
     from mllm.dataset.root import DATASETS
     from mllm.dataset.single_image_dataset.base import AnnotationDataset
@@ -137,7 +137,8 @@ def dataset_classes():
 
 def test_every_registered_dataset_is_covered_by_a_missing_path_test():
     from mllm.dataset.root import DATASETS
-    assert {name for name, _ in dataset_classes()} | {'MIMICITDataset'} == set(DATASETS.module_dict)
+    own_tests = {'MIMICITDataset', 'ISEKAIDataset', 'LCLEpisodeDataset', 'LCLTestEpisodeDataset'}  # test_ds_*.py
+    assert {name for name, _ in dataset_classes()} | own_tests == set(DATASETS.module_dict)
 
 
 @pytest.mark.parametrize('name, cls', dataset_classes(), ids=[n for n, _ in dataset_classes()])

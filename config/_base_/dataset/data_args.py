@@ -15,6 +15,8 @@ data_args = dict(
         scienceqa='/path/to/ScienceQA',  # data/scienceqa/problems.json, train/ val/ test/ image folders
         pope='/path/to/POPE/output/coco',
         llava='/path/to/LLaVA/playground/data',  # mix665k images: coco/ gqa/ ocr_vqa/ textvqa/ vg/
+        isekai='/path/to/ISEKAI',        # ISEKAI-10.json + ISEKAI-10/ images, ISEKAI-pair (LCL evaluation sets)
+        imagenet='/path/to/imagenet',    # train/nXXXXXXXX/*.JPEG for LCL's ImageNet episodes
         mimicit='/path/to/mimicit_data',  # <SET>/<SET>_instructions.json, <SET>/<SET>_train.json, <SET>.json|.parquet
     ),
     collator_kwargs=dict(trim_logits=True),  # logits only where the loss is taken (see mllm/engine/collator.py)

@@ -1,0 +1,19 @@
+# ImageNet-style link-context-learning episodes (mllm/dataset/multi_image_dataset/lcl_episodes.py). The class-pairs
+# files (JSON Lines, one class a line) live under {annotations}/lcl/; their image paths are relative to {imagenet}
+# (e.g. 'train/n01440764/n01440764_10026.JPEG'). Training policies: '2way' (shot fixed), '2way_random' (shot
+# uniform on 2..16), '2way_weight' (shot weighted towards 16), 'label_substitution'; every policy draws the
+# negative from the neighbour list, weight decreasing with rank. 'mix' = InterleaveDataset of an episode entry and
+# single-image entries in the experiment config. num_episodes fixes the epoch length (default: one per class).
+LCL_IMAGENET_TRAIN = dict(
+    **{name: dict(type='LCLEpisodeDataset', name=f'lcl_imagenet900_{name}',
+                  data_file='{annotations}/lcl/train900_pairs.jsonl', image_root='{imagenet}', policy=policy,
+                  shot=2, min_shot=2, max_shot=16, seed=0)
+       for name, policy in (('2way', '2way'), ('2way_random', '2way_random'), ('2way_weight', '2way_weight'),
+                            ('label_substitution', 'label_substitution'))},
+)
+# ImageNet-100 2-way test episodes: classes paired in file order, the first K context_samples of each as support.
+LCL_IMAGENET_TEST = dict(
+    **{f'imagenet100_2way_{k}shot': dict(type='LCLTestEpisodeDataset', name=f'imagenet100_2way_{k}shot',
+                                         data_file='{annotations}/lcl/test100_pairs.jsonl', image_root='{imagenet}',
+                                         shot=k, seed=0) for k in (2, 4, 8, 16)},
+)
