@@ -334,3 +334,28 @@ def test_report_max_diffs():
     """Runs last in this file: prints what was measured (pytest -s)."""
     for name, d in MAX_DIFF.items():
         print(f'max abs diff  {name}: {d:.3g}')
+
+
+def test_converted_shikra_renders_its_own_image_layout(shikra):
+    """Without any model_args about tokens, the converted directory renders <im_start> <im_patch> x N <im_end>
+    per image (read from its config) and the rendered sample gives the reference's logits."""
+    from mmengine.config import ConfigDict
+    from PIL import Image
+
+    from mllm.models.builder import build_model
+    from tests.test_conv_dataset import Raw
+
+    model, family = build_model(ConfigDict(model_name_or_path=shikra['out']))
+    assert family.image_token == '<im_patch>' and family.image_wrap == ('<im_start>', '<im_end>')
+    item = {'image': Image.new('RGB', (40, 40), (30, 90, 200)),
+            'conversations': [{'from': 'human', 'value': '<image> what is this ?'}, {'from': 'gpt', 'value': 'a'}]}
+    sample = family.render(Raw([item]), 'eval', name='Raw')[0]
+    tok = family.tokenizer
+    start, patch, end = tok.convert_tokens_to_ids(['<im_start>', '<im_patch>', '<im_end>'])
+    ids = sample['input_ids'].tolist()
+    first = ids.index(start)
+    assert ids[first:first + N + 2] == [start, *[patch] * N, end]
+    with torch.no_grad():
+        ours = model(input_ids=sample['input_ids'][None], pixel_values=sample['pixel_values']).logits
+    theirs = shikra['ref'].logits(sample['input_ids'][None], sample['pixel_values'])
+    assert (ours[..., :theirs.shape[-1]] - theirs).abs().max().item() < TOL

@@ -233,6 +233,9 @@ def _image_wrap(model_args, config) -> tuple[str, ...]:
     wrap = model_args.get('image_wrap')
     if wrap is None:
         wrap = getattr(config, 'mm_use_im_start_end', False)
+        if wrap:  # a converted Shikra / LLaVA-v0 checkpoint names its own tokens
+            return (getattr(config, 'im_start_token', None) or '<im_start>',
+                    getattr(config, 'im_end_token', None) or '<im_end>')
     if wrap is True:
         return ('<im_start>', '<im_end>')
     if not wrap:
@@ -247,7 +250,6 @@ def build_llava(model_args):
     dtype = getattr(torch, model_args.get('torch_dtype', 'float32'))
     attn = _attn_implementation(model_args.get('attn_implementation'))
     path = model_args['model_name_or_path']
-    image_token = model_args.get('image_token', '<image>')
     model_type = None if path == 'tiny' else _model_type(path)
     if path == 'tiny':
         model, tokenizer, image_processor = _tiny(model_args, dtype)
@@ -259,6 +261,8 @@ def build_llava(model_args):
     else:
         model, tokenizer, image_processor = _from_parts(model_args, path, dtype, attn)
     model.config.use_cache = True
+    # A converted Shikra checkpoint records its image token ('<im_patch>'); '<image>' otherwise.
+    image_token = model_args.get('image_token') or getattr(model.config, 'image_token', None) or '<image>'
     wrap = _image_wrap(model_args, model.config)
     _add_special_tokens(model, tokenizer, image_token, wrap)
     _apply_freezing(model, model_args)
