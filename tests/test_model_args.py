@@ -73,7 +73,9 @@ def test_valid_keys_are_exactly_the_keys_the_code_reads(family):
                                     'config/_base_/model/openflamingo_tiny.py', 'config/demo/shapes_rec_tiny_otter.py',
                                     'config/_base_/model/openflamingo_9b.py', 'config/_base_/model/otter_9b.py',
                                     'config/otter_mimicit_9b.py', 'config/openflamingo_9b_vqav2_eval.py',
-                                    'config/openflamingo_9b_mimicit.py', 'config/otter_9b_vqav2_eval.py'])
+                                    'config/openflamingo_9b_mimicit.py', 'config/otter_9b_vqav2_eval.py',
+                                    'config/_base_/model/lcl_7b.py', 'config/_base_/model/lcl_tiny.py',
+                                    'config/lcl_2way_random_7b.py', 'config/lcl_mix_7b.py', 'config/lcl_eval_7b.py'])
 def test_shipped_configs_pass(config):
     model_args = Config.fromfile(str(REPO / config)).model_args
     model_args.model_name_or_path = 'tiny'  # the 7B files hold a placeholder path

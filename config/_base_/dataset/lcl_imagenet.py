@@ -8,7 +8,8 @@ LCL_IMAGENET_TRAIN = dict(
     **{name: dict(type='LCLEpisodeDataset', name=f'lcl_imagenet900_{name}',
                   data_file='{annotations}/lcl/train900_pairs.jsonl', image_root='{imagenet}', policy=policy,
                   shot=2, min_shot=2, max_shot=16, seed=0)
-       for name, policy in (('2way', '2way'), ('2way_random', '2way_random'), ('2way_weight', '2way_weight'),
+       # keys spell the policy so that {{_base_.LCL_IMAGENET_TRAIN.two_way_random}} works (no leading digit)
+       for name, policy in (('two_way', '2way'), ('two_way_random', '2way_random'), ('two_way_weight', '2way_weight'),
                             ('label_substitution', 'label_substitution'))},
 )
 # ImageNet-100 2-way test episodes: classes paired in file order, the first K context_samples of each as support.
