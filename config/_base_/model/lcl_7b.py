@@ -6,16 +6,11 @@
 # and point model_name_or_path at DIR (the converted config records the image layout).
 # A 2-way 16-shot episode is 17 images (~4.4k tokens): max_length allows it, but Vicuna-7B was trained on
 # 2048 positions; the LCL paper trains with episodes of up to 16 shots all the same.
+_base_ = ['llava_v1_7b.py']  # LLaVA on transformers: tower, feature layer -2, Vicuna-style template, bf16
 model_args = dict(
-    type='llava',
     model_name_or_path='/path/to/lcl-7b-mllm',
     projector_type='linear',
-    vision_feature_layer=-2,
     image_token='<im_patch>',
     image_wrap=True,
-    freeze_vision_tower=True,
-    torch_dtype='bfloat16',
-    attn_implementation='flash_attention_2',  # falls back to sdpa when flash-attn is absent
-    conv_args=dict(conv_template='vicuna_v1.1', transform=dict(type='Expand2square'), max_length=4608),
-    target_processor=dict(boxes=dict(type='PlainBoxFormatter')),
+    conv_args=dict(max_length=4608),
 )
