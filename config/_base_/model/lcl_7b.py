@@ -4,8 +4,8 @@
 #   python tools/convert/shikra.py --input /ckpt/lcl-7b [--base /ckpt/llama-7b --delta] \
 #       --vision-tower /ckpt/clip-vit-large-patch14 --output DIR
 # and point model_name_or_path at DIR (the converted config records the image layout).
-# A 2-way 16-shot episode is 17 images (~4.4k tokens): max_length allows it, but Vicuna-7B was trained on
-# 2048 positions; the LCL paper trains with episodes of up to 16 shots all the same.
+# A 2-way 16-shot episode is 17 images (~4.4k tokens): max_length allows it, but Vicuna-7B has 2048
+# positions (max_position_embeddings of the converted config): check before running long episodes.
 _base_ = ['llava_v1_7b.py']  # LLaVA on transformers: tower, feature layer -2, Vicuna-style template, bf16
 model_args = dict(
     model_name_or_path='/path/to/lcl-7b-mllm',
