@@ -13,6 +13,7 @@ ask the family, never which family they run:
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 
 from ..dataset.process_function.conv_template import get_conv_template
@@ -22,7 +23,7 @@ from ..engine.collator import Collator
 logger = logging.getLogger(__name__)
 
 
-class ModelFamily:
+class ModelFamily(ABC):
     """Base class; a family sets `name` and implements `render` (and overrides what else differs)."""
 
     name = 'base'
@@ -34,8 +35,9 @@ class ModelFamily:
         self.box_formatter = box_formatter
 
     # -- data ----------------------------------------------------------------------------------
+    @abstractmethod
     def render(self, raw_dataset, mode: str, name: str | None = None, **conv_args):
-        raise NotImplementedError(f"{type(self).__name__} does not render datasets")
+        """The model-ready dataset of `raw_dataset` (canonical items) for this family."""
 
     def collator(self, mode: str, **kwargs) -> Collator:
         """Right padding for training batches, left padding for generation batches."""
