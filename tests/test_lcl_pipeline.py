@@ -49,3 +49,26 @@ def test_tiny_lcl_trains_and_reports_per_shot_accuracy(tmp_path, root):  # noqa:
         rows = read_jsonl(out / f'{prefix}_extra_prediction.jsonl')
         assert len(rows) == 4 and all({'pred', 'correct', 'positive', 'shot'} <= set(r) for r in rows)
         assert all(r['shot'] == k for r in rows)
+
+
+def test_an_episode_over_the_token_budget_trains_with_fewer_shots_or_fails_clearly(tmp_path, root, family):  # noqa: F811
+    from mllm.dataset.multi_image_dataset.lcl_episodes import LCLEpisodeDataset
+    from mllm.dataset.single_image_conversation import TooLongError
+
+    train = write_jsonl(tmp_path / 'train900_pairs.jsonl', train_records())
+    raw = LCLEpisodeDataset(train, root, policy='2way', shot=4, num_episodes=2, seed=0)
+    per_shot = 2 * (family.num_image_tokens + 20)  # two support exchanges per shot, ~20 text tokens each
+    full = len(family.render(raw, 'train', 'lcl', max_length=100_000)[0]['input_ids'])
+    # a budget between 2 and 3 shots: 4 shots do not fit, 2 do (1 query + 4 support images = 5 images * 64)
+    budget = full - 2 * per_shot + 10
+    ds = family.render(raw, 'train', 'lcl', max_length=budget)
+    sample = ds[0]
+    assert len(sample['input_ids']) <= budget and sample['pixel_values'].shape[0] in (5, 7)
+    assert ds.reduced and ds.reduced[0].startswith('lcl[0]: 4 -> ')
+    # the query's answer is still the last trained span (nothing was truncated)
+    assert (sample['labels'][-1] != -100) and sample['input_ids'][-1] == family.tokenizer.eos_token_id
+    with pytest.raises(TooLongError, match='even 1 shot per concept does not fit'):
+        family.render(raw, 'train', 'lcl', max_length=3 * family.num_image_tokens)[0]
+    with pytest.raises(TooLongError, match=r'lcl\[0\].*do not fit max_length'):
+        family.render(raw, 'eval', 'lcl', max_length=budget)[0]  # evaluation never changes the shot count
+    assert not family.render(raw, 'train', 'lcl', max_length=100_000).reduced

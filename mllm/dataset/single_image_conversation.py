@@ -40,6 +40,10 @@ class MisalignedSampleError(InvalidSampleError):
     """The assistant answer of a sample cannot be mapped onto whole tokens."""
 
 
+class TooLongError(InvalidSampleError):
+    """A sample does not fit `max_length` and may not be truncated (image tokens, a prompt, an episode)."""
+
+
 def item_images(item: dict) -> list:
     """The images of an item as a list: [] for a text-only item (`image` missing, None or [])."""
     image = item.get('image')
@@ -59,6 +63,10 @@ class SingleImageConvDataset(Dataset):
     on_bad_sample: what evaluation does with a sample that cannot be rendered ('raise' | 'skip').
     in_context_loss: whether the answers of in-context examples (turns marked `in_context`) carry loss;
     by default only the query's answer does.
+    reduce_shots_to_fit: an in-context episode is never truncated (that would cut the query); in training,
+    an episode longer than max_length is rebuilt with fewer shots per concept (raw datasets with
+    `item_with_shots`, e.g. ISEKAI / LCL episodes) until it fits, logged and counted in `reduced`; in
+    evaluation, or when even one shot does not fit, it is a TooLongError naming the sample.
     """
 
     accepts_video = False  # a media given as a list of frames (Flamingo-style renderers accept it)
@@ -66,7 +74,7 @@ class SingleImageConvDataset(Dataset):
     def __init__(self, dataset, preprocessor: dict, mode: str = 'train', name: str | None = None,
                  conv_template: str = 'vicuna_v1.1', conv_overrides: dict | None = None,
                  transform: dict | None = None, max_length: int = 2048, box_tolerance: float = 1.0,
-                 on_bad_sample: str = 'raise', in_context_loss: bool = False):
+                 on_bad_sample: str = 'raise', in_context_loss: bool = False, reduce_shots_to_fit: bool = True):
         if mode not in ('train', 'eval'):
             raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
         if on_bad_sample not in BAD_SAMPLE_POLICIES:
@@ -91,6 +99,8 @@ class SingleImageConvDataset(Dataset):
         self.box_tolerance = box_tolerance
         self.on_bad_sample = on_bad_sample
         self.in_context_loss = in_context_loss
+        self.reduce_shots_to_fit = reduce_shots_to_fit
+        self.reduced: list[str] = []
         self.skipped: list[str] = []
 
     def _token_id(self, token: str) -> int:
@@ -156,6 +166,28 @@ class SingleImageConvDataset(Dataset):
     # -- steps ---------------------------------------------------------------------------------
     def process(self, index: int) -> dict:
         item = self.dataset[index]
+        try:
+            return self.render_item(item, index)
+        except TooLongError as e:
+            if self.mode != 'train' or not self.reduce_shots_to_fit or not hasattr(self.dataset, 'item_with_shots'):
+                raise
+            return self._with_fewer_shots(index, e)
+
+    def _with_fewer_shots(self, index: int, error: TooLongError) -> dict:
+        shot = int(self.dataset.meta(index)['shot'])
+        for fewer in range(shot - 1, 0, -1):
+            try:
+                sample = self.render_item(self.dataset.item_with_shots(index, fewer), index)
+            except TooLongError:
+                continue
+            self.reduced.append(f"{self.name}[{index}]: {shot} -> {fewer} shots")
+            logger.warning('%s[%d]: episode of %d shots exceeds max_length=%d; trained with %d shots (reduced so far: '
+                           '%d)', self.name, index, shot, self.max_length, fewer, len(self.reduced))
+            return sample
+        raise TooLongError(f"{error}; even 1 shot per concept does not fit") from None
+
+    def render_item(self, item: dict, index: int) -> dict:
+        """The model inputs of one canonical item (`index` names it in errors)."""
         images = item_images(item)
         where = f"{self.name}[{index}]" + (f" ({item['source']})" if item.get('source') else '')
         if not self.accepts_video and any(isinstance(image, (list, tuple)) for image in images):
@@ -181,7 +213,8 @@ class SingleImageConvDataset(Dataset):
                              for t in conversations]
         text, spans, reference = self.template.render(conversations, for_generation=self.mode == 'eval')
         # Evaluation: earlier answers are context, not targets; their token alignment does not matter.
-        input_ids, labels = self.tokenize(text, spans if self.mode == 'train' else [], where)
+        episode = any(t.get('in_context') for t in conversations)
+        input_ids, labels = self.tokenize(text, spans if self.mode == 'train' else [], where, truncate=not episode)
         sample = {'input_ids': input_ids, 'pixel_values': self.process_images(images)}
         if self.mode == 'train':
             sample['labels'] = labels
@@ -249,7 +282,7 @@ class SingleImageConvDataset(Dataset):
             ids, offsets = [self.bos_token_id, *ids], [(0, 0), *offsets]
         return ids, offsets
 
-    def tokenize(self, text: str, spans, where: str):
+    def tokenize(self, text: str, spans, where: str, truncate: bool = True):
         ids, offsets = self._encode(text)
         labels = [IGNORE_INDEX] * len(ids)
         for start, end in spans:
@@ -274,12 +307,12 @@ class SingleImageConvDataset(Dataset):
         if len(ids) > self.max_length:
             image_positions = [t for t, v in enumerate(ids) if v == self.image_token_id]
             if image_positions and image_positions[-1] >= self.max_length:
-                raise InvalidSampleError(
+                raise TooLongError(
                     f"{where}: {len(ids)} tokens with image tokens up to position {image_positions[-1]} do not fit "
                     f"max_length={self.max_length}; raise max_length (truncation never cuts image tokens)")
-            if self.mode == 'eval':
-                raise InvalidSampleError(f"{where}: the prompt has {len(ids)} tokens, more than "
-                                         f"max_length={self.max_length}")
+            if self.mode == 'eval' or not truncate:
+                what = 'prompt' if self.mode == 'eval' else 'episode (never truncated: the query would be cut)'
+                raise TooLongError(f"{where}: the {what} has {len(ids)} tokens, more than max_length={self.max_length}")
             ids, labels = ids[:self.max_length], labels[:self.max_length]
             if all(v == IGNORE_INDEX for v in labels):
                 raise MisalignedSampleError(

@@ -12,6 +12,7 @@ answer names the concept in quotes ('There is "X" in the image.'), which LCLComp
 """
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from dataclasses import dataclass, field
 
@@ -64,6 +65,17 @@ class Episode:
     source: str
     extra: dict = field(default_factory=dict)  # dataset-specific meta (class ids, real names, policy)
 
+    def with_shots(self, shot: int) -> Episode:
+        """The same episode with only the first `shot` support examples of each concept (order kept)."""
+        seen: dict = {}
+        support = []
+        for path, name in self.support:
+            seen[name] = seen.get(name, 0) + 1
+            if seen[name] <= shot:
+                support.append((path, name))
+        return dataclasses.replace(self, support=support, shot=shot,
+                                   extra=dict(self.extra, shot_reduced_from=self.shot))
+
     def meta(self) -> dict:
         return {'positive': self.answer, 'negative': self.others[0] if len(self.others) == 1 else None,
                 'negatives': list(self.others), 'shot': self.shot, 'way': 1 + len(self.others),
@@ -112,3 +124,10 @@ def require_fields(record: dict, fields: dict, where: str) -> None:
             raise DataFileError(f"{where}: '{key}' must be a non-empty string, got {value!r}")
         if kind is list and not (isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value)):
             raise DataFileError(f"{where}: '{key}' must be a list of non-empty strings, got {value!r}")
+
+
+class EpisodeItems:
+    """Mixin of the episode datasets: `item_with_shots(index, shot)`, the renderer's way to fit a token budget."""
+
+    def item_with_shots(self, index: int, shot: int) -> dict:
+        return render_episode(self.episode(index).with_shots(shot), self.phrases)

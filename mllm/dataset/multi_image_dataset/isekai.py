@@ -27,7 +27,15 @@ from torch.utils.data import Dataset
 from ..root import DATASETS
 from ..single_image_dataset.base import check_path
 from ..utils.io import DataFileError, read_jsonl
-from .episodes import Episode, check_int, episode_phrases, episode_rng, render_episode, require_fields
+from .episodes import (
+    Episode,
+    EpisodeItems,
+    check_int,
+    episode_phrases,
+    episode_rng,
+    render_episode,
+    require_fields,
+)
 
 FIELDS = {'image_name': str, 'positive_list': list, 'negative_list': list, 'positive_promt': str,
           'negative_promt': str, 'label_name': str}
@@ -38,7 +46,7 @@ def _key(name: str) -> str:
 
 
 @DATASETS.register_module()
-class ISEKAIDataset(Dataset):
+class ISEKAIDataset(EpisodeItems, Dataset):
     """ISEKAI N-way K-shot episodes (module docstring); `len` = number of records."""
 
     epoch: int = 0

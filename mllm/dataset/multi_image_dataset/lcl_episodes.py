@@ -35,7 +35,15 @@ from torch.utils.data import Dataset
 from ..root import DATASETS
 from ..single_image_dataset.base import check_path
 from ..utils.io import DataFileError, read_jsonl
-from .episodes import Episode, check_int, episode_phrases, episode_rng, render_episode, require_fields
+from .episodes import (
+    Episode,
+    EpisodeItems,
+    check_int,
+    episode_phrases,
+    episode_rng,
+    render_episode,
+    require_fields,
+)
 
 POLICIES = ('2way', '2way_random', '2way_weight', 'label_substitution')
 TRAIN_FIELDS = {'class_id': str, 'class_name': str, 'samples': list}
@@ -82,7 +90,7 @@ def _read_classes(path: str, fields: dict) -> list[dict]:
 
 
 @DATASETS.register_module()
-class LCLEpisodeDataset(Dataset):
+class LCLEpisodeDataset(EpisodeItems, Dataset):
     """2-way training episodes from the class-pairs file (module docstring)."""
 
     epoch: int = 0
@@ -173,7 +181,7 @@ def _is_triples(value) -> bool:
 
 
 @DATASETS.register_module()
-class LCLTestEpisodeDataset(Dataset):
+class LCLTestEpisodeDataset(EpisodeItems, Dataset):
     """2-way test episodes from (class_id, class_name, context_samples, test_samples) records."""
 
     epoch: int = 0
