@@ -142,3 +142,26 @@ def test_otter_trains_on_mimicit_episodes_with_images_and_videos(tmp_path):
     # the most frames: a DC video's 4 (its examples ask about the same video, shown once)
     assert batch['pixel_values'].shape[:3] == (6, 5, 4)
     assert json.loads((tmp_path / 'out' / 'train_results.json').read_text())['train_skipped_samples'] == 0
+
+
+def test_flamingo_model_args_are_checked_before_anything_is_built(tmp_path, monkeypatch):
+    from mmengine.config import ConfigDict
+
+    from mllm.config import ConfigError
+    from mllm.models import builder
+    from mllm.models.builder import check_model_args
+
+    monkeypatch.setattr(builder, 'build_flamingo', lambda *a: (_ for _ in ()).throw(AssertionError('built')))
+    cases = [
+        (dict(model_name_or_path=str(tmp_path / 'nope')), 'model_args.model_name_or_path: no such directory'),
+        (dict(model_name_or_path='tiny', tiny=dict(cross_attn_every_n_layer=1)),
+         "unknown key 'cross_attn_every_n_layer'.*Did you mean 'cross_attn_every_n_layers'"),
+        (dict(model_name_or_path='tiny', torch_dtype='bf16'), "torch_dtype: 'bf16' is not a torch dtype"),
+        (dict(model_name_or_path='tiny', lora=dict(rank=8)), r"lora: unknown key\(s\) \['rank'\]"),
+        (dict(model_name_or_path='tiny', quantization='int3'), "must be '8bit' or '4bit'"),
+    ]
+    for args, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            check_model_args(ConfigDict(type='otter', **args))
+    check_model_args(ConfigDict(type='otter', model_name_or_path='tiny', tiny=dict(text_model_type='mpt'),
+                                lora=dict(r=4), quantization=None))

@@ -20,9 +20,14 @@ import torch
 from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
+from ...config import ConfigError
+from ...config.args import did_you_mean
 from ...dataset.flamingo_conversation import FlamingoCollator, FlamingoConvDataset
+from ..checkpoint_location import locate_checkpoint
 from ..family import ModelFamily
-from ..lora import inject_lora, lora_settings
+from ..llava.builder import check_dtype, config_fields
+from ..lora import LORA_KEYS, inject_lora, lora_settings
+from .configuration_flamingo import OpenFlamingoConfig
 from .freezing import apply_flamingo_freezing, format_trainable_table
 from .presets import build_tiny_flamingo
 
@@ -78,9 +83,7 @@ def _loading_kwargs(model_args) -> dict:
     if model_args.get('device_map') is not None:
         kwargs['device_map'] = model_args['device_map']
     quantization = model_args.get('quantization')
-    if quantization is not None:
-        if quantization not in ('8bit', '4bit'):
-            raise ValueError(f"model_args.quantization must be '8bit' or '4bit', got {quantization!r}")
+    if quantization is not None:  # '8bit' or '4bit': check_flamingo_args refused anything else
         try:
             import bitsandbytes  # noqa: F401
         except ImportError:
@@ -155,4 +158,26 @@ def build_flamingo(model_args, family: str):
 
 
 def check_flamingo_args(model_args) -> None:
-    """Values are checked when the model is built (tiny overrides go to the config class)."""
+    """Check the values of the Flamingo family's model_args without building anything (keys are checked by
+    check_model_args): the checkpoint location, `tiny` overrides against the config class, dtype, LoRA
+    settings and the quantization choice."""
+    path = model_args.get('model_name_or_path')
+    if path is None:
+        raise ConfigError("model_args.model_name_or_path is required: 'tiny' or a converted checkpoint directory")
+    if path != 'tiny':
+        locate_checkpoint(path, 'model_name_or_path')
+    if model_args.get('tokenizer_name_or_path'):
+        locate_checkpoint(model_args['tokenizer_name_or_path'], 'tokenizer_name_or_path', probe=None)
+    check_dtype(model_args.get('torch_dtype', 'float32'))
+    tiny = model_args.get('tiny') or {}
+    valid = config_fields(OpenFlamingoConfig) | {'text_model_type'}
+    for key in tiny:
+        if key not in valid:
+            raise ConfigError(f"model_args.tiny: unknown key '{key}' (OpenFlamingoConfig has no such field)."
+                              f"{did_you_mean(key, valid)}")
+    unknown = set(model_args.get('lora') or {}) - set(LORA_KEYS)
+    if unknown:
+        raise ConfigError(f"model_args.lora: unknown key(s) {sorted(unknown)}; valid: {', '.join(LORA_KEYS)}")
+    quantization = model_args.get('quantization')
+    if quantization not in (None, '8bit', '4bit'):
+        raise ConfigError(f"model_args.quantization must be '8bit' or '4bit', got {quantization!r}")

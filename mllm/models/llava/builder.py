@@ -116,7 +116,7 @@ def _check_tiny(tiny) -> None:
                                   f"field).{did_you_mean(name, fields)}")
 
 
-def _check_dtype(value) -> None:
+def check_dtype(value) -> None:
     if not (isinstance(value, str) and isinstance(getattr(torch, value, None), torch.dtype)):
         raise ConfigError(f"model_args.torch_dtype: {value!r} is not a torch dtype.{did_you_mean(value, _DTYPES)} "
                           f"Use one of {', '.join(_DTYPES)}")
@@ -131,7 +131,7 @@ def check_llava_args(model_args) -> None:
     if path is None:
         raise ConfigError("model_args.model_name_or_path is required: 'tiny', a checkpoint directory or a hub id")
     _check_tiny(model_args.get('tiny'))
-    _check_dtype(model_args.get('torch_dtype', 'float32'))
+    check_dtype(model_args.get('torch_dtype', 'float32'))
     if path != 'tiny':
         locate_checkpoint(path, 'model_name_or_path')
     if model_args.get('vision_tower'):
