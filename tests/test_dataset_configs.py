@@ -17,6 +17,10 @@ BASE_FILES = sorted(glob.glob(os.path.join(REPO, 'config', '_base_', 'dataset', 
 EXPERIMENTS = sorted(p for pattern in ('*.py', '*/*.py') for p in glob.glob(os.path.join(REPO, 'config', pattern))
                      if '_base_' not in p)
 ROOTS = set(Config.fromfile(os.path.join(REPO, 'config', '_base_', 'dataset', 'data_args.py')).data_args.roots)
+# model settings, checked by the model tests: model_args, training_args and the helper variables of the model bases
+# (e.g. LCL_TINY_MODEL of _base_/model/tiny_models.py, which every config on a tiny model inherits)
+MODEL_BASES = glob.glob(os.path.join(REPO, 'config', '_base_', 'model', '*.py'))
+NOT_DATA = {'model_args', 'training_args'} | {key for p in MODEL_BASES for key in Config.fromfile(p)}
 
 
 def entries(node, path):
@@ -35,7 +39,7 @@ def all_entries():
     for path in BASE_FILES + EXPERIMENTS:
         cfg = Config.fromfile(path).to_dict()
         for name, value in cfg.items():
-            if name in ('model_args', 'training_args'):  # model types are checked by the model tests
+            if name in NOT_DATA:  # model types are checked by the model tests
                 continue
             yield from entries(value, f'{os.path.basename(path)}:{name}')
 

@@ -146,6 +146,33 @@ def test_label_substitution_renames_the_own_class_consistently(train_file, root)
     assert len(made_up) > 30  # a fresh name per episode
 
 
+def test_rename_prob_shows_each_concept_under_a_fresh_name_half_the_time(train_file, root):
+    base = LCLEpisodeDataset(train_file, root, policy='2way_random', min_shot=2, max_shot=4, num_episodes=400, seed=3)
+    ds = LCLEpisodeDataset(train_file, root, policy='2way_random', min_shot=2, max_shot=4, num_episodes=400, seed=3,
+                           rename_prob=0.5)
+    renamed = 0
+    for i in range(400):
+        e, plain = ds.episode(i), base.episode(i)
+        # the draws of the episode are those without renaming: same images, order, shot and query
+        assert [p for p, _ in e.support] == [p for p, _ in plain.support] and e.query == plain.query
+        assert e.shot == plain.shot
+        real_of = {}
+        for (_, shown), (_, real) in zip(e.support, plain.support, strict=True):
+            assert real_of.setdefault(shown, real) == real  # one shown name per concept, used consistently
+        assert len(real_of) == 2
+        substituted = ds.meta(i).get('substituted', {})
+        for shown, real in real_of.items():
+            if shown != real:
+                renamed += 1
+                assert substituted[real] == shown and shown.isalpha() and shown not in NAMES
+        assert real_of[e.answer] == plain.answer and [real_of[o] for o in e.others] == plain.others
+    assert 340 <= renamed <= 460  # 800 concepts at p = 0.5: mean 400, sd 14
+    never = LCLEpisodeDataset(train_file, root, policy='2way', num_episodes=20, seed=3, rename_prob=0.0)
+    assert all('substituted' not in never.meta(i) for i in range(20))
+    with pytest.raises(ValueError, match=r'rename_prob must be a probability in \[0, 1\], got 1.5'):
+        LCLEpisodeDataset(train_file, root, rename_prob=1.5)
+
+
 def test_bad_inputs_name_file_line_and_sample(tmp_path, root, train_file):
     records = train_records()
     records[2]['neighbors'][1][0] = 'n99999999'

@@ -75,7 +75,16 @@ def test_valid_keys_are_exactly_the_keys_the_code_reads(family):
                                     'config/otter_mimicit_9b.py', 'config/openflamingo_9b_vqav2_eval.py',
                                     'config/openflamingo_9b_mimicit.py', 'config/otter_9b_vqav2_eval.py',
                                     'config/_base_/model/lcl_7b.py', 'config/_base_/model/lcl_tiny.py',
-                                    'config/lcl_2way_random_7b.py', 'config/lcl_mix_7b.py', 'config/lcl_eval_7b.py'])
+                                    'config/lcl_2way_random_7b.py', 'config/lcl_mix_7b.py', 'config/lcl_eval_7b.py',
+                                    'config/lcl_2way_7b.py', 'config/lcl_2way_weight_7b.py',
+                                    'config/openflamingo_9b_isekai_eval.py', 'config/otter_9b_isekai_eval.py',
+                                    'config/lcl_cpu/lcl_synth_2way_random.py', 'config/lcl_cpu/vanilla_synth.py',
+                                    'config/lcl_cpu/openflamingo_synth.py',
+                                    'config/lcl_tiny/lcl_2way_tiny.py', 'config/lcl_tiny/lcl_2way_random_tiny.py',
+                                    'config/lcl_tiny/lcl_2way_weight_tiny.py', 'config/lcl_tiny/lcl_mix_tiny.py',
+                                    'config/lcl_tiny/lcl_eval_tiny.py',
+                                    'config/lcl_tiny/openflamingo_isekai_eval_tiny.py',
+                                    'config/lcl_tiny/otter_isekai_eval_tiny.py'])
 def test_shipped_configs_pass(config):
     model_args = Config.fromfile(str(REPO / config)).model_args
     model_args.model_name_or_path = 'tiny'  # the 7B files hold a placeholder path
@@ -155,6 +164,22 @@ def test_valid_config_fields_reach_the_tiny_model():
                                                                            vision=dict(layer_norm_eps=1e-6))))
     assert model.config.text_config.rms_norm_eps == 1e-5
     assert model.config.vision_config.layer_norm_eps == 1e-6
+
+
+def test_flamingo_tiny_text_and_vision_fields_reach_the_model_and_typos_are_named():
+    model, family = build_model(ConfigDict(type='openflamingo', model_name_or_path='tiny', tiny=dict(
+        text=dict(num_hidden_layers=3, max_position_embeddings=1024), vision=dict(image_size=64, patch_size=16))))
+    assert model.config.text_config.num_hidden_layers == 3 and model.config.text_config.max_position_embeddings == 1024
+    assert model.config.vision_config.image_size == 64 and family.image_processor.crop_size['height'] == 64
+    assert model.config.text_config.vocab_size == len(family.tokenizer)  # the vocabulary stays the tokenizer's
+    _raises(dict(type='otter', model_name_or_path='tiny', tiny=dict(text=dict(num_hiden_layers=3))),
+            "model_args.tiny.text: unknown key 'num_hiden_layers' (LlamaConfig has no such field)", 'num_hidden_layers')
+    _raises(dict(type='otter', model_name_or_path='tiny', tiny=dict(text_model_type='mpt', text=dict(n_layer=3))),
+            "model_args.tiny.text: unknown key 'n_layer' (MptConfig")
+    _raises(dict(type='otter', model_name_or_path='tiny', tiny=dict(text=dict(vocab_size=10))),
+            'model_args.tiny.text.vocab_size is set by the builder from the tokenizer')
+    _raises(dict(type='otter', model_name_or_path='tiny', tiny=dict(vision=[64])),
+            'model_args.tiny.vision: expected a dict of CLIPVisionConfig fields')
 
 
 def test_box_formatter_base_class_arguments_are_accepted():

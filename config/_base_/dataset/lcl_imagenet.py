@@ -18,3 +18,6 @@ LCL_IMAGENET_TEST = dict(
                                          data_file='{annotations}/lcl/test100_pairs.jsonl', image_root='{imagenet}',
                                          shot=k, seed=0) for k in (2, 4, 8, 16)},
 )
+# The same as multitest sets, scored with LCLComputeMetrics.
+LCL_IMAGENET_MULTITEST = {name: dict(cfg=cfg, compute_metric=dict(type='LCLComputeMetrics'))
+                          for name, cfg in LCL_IMAGENET_TEST.items()}

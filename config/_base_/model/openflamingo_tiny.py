@@ -1,4 +1,4 @@
 # The tiny OpenFlamingo: the same architecture as otter_tiny.py with its own model type; OpenFlamingo
-# trained in Otter's chunk format (`<image>User: ... GPT:<answer> ...<|endofchunk|>`).
-_base_ = ['otter_tiny.py']
-model_args = dict(type='openflamingo')
+# trained in Otter's chunk format (`<image>User: ... GPT:<answer> ...<|endofchunk|>`) (defined in tiny_models.py).
+_base_ = ['tiny_models.py']
+model_args = {{_base_.OPENFLAMINGO_TINY_MODEL}}

@@ -15,8 +15,13 @@ LCLEpisodeDataset (training): episode i is about class c = i mod #classes; `num_
   4. K distinct images of each class from its samples (K + 1 of the query's class: the query is never a
      support image), the 2K support examples in a shuffled order, the query last.
   'label_substitution': c's images are shown under a made-up lower-case name (4..8 letters, never a real
-  name of the episode) in support and answer; the negative keeps its name. 'mix' (episodes interleaved with
-  single-image data) is InterleaveDataset's job in the configs.
+  name of the episode) in support and answer; the negative keeps its name.
+  `rename_prob` p (any policy, default 0): after the draws above, each of the episode's two concepts is shown
+  under a fresh made-up name with probability p (support and answer; `meta` names the real -> shown pairs in
+  'substituted'). The answer can then only come from the context, never from names learnt in training: what
+  a model without a pretrained LM's copying ability needs to learn link-context use
+  (benchmarks/lcl_reproduction.py). 'mix' (episodes interleaved with single-image data) is InterleaveDataset's
+  job in the configs.
 LCLTestEpisodeDataset: classes are paired in file order (0-1, 2-3, ...). Episode (c, j): support = the first
 K context_samples of c and of its partner, shuffled by episode_rng(seed, epoch, index); query = test_samples[j]
 of c (at most `samples_per_class` per class). Both datasets' `meta(i)` give positive (the answer), negative,
@@ -96,7 +101,12 @@ class LCLEpisodeDataset(EpisodeItems, Dataset):
     epoch: int = 0
 
     def __init__(self, data_file: str, image_root: str, policy: str = '2way', shot: int = 2, min_shot: int = 2,
-                 max_shot: int = 16, num_episodes: int | None = None, seed: int = 0, phrases: dict | None = None):
+                 max_shot: int = 16, num_episodes: int | None = None, seed: int = 0, phrases: dict | None = None,
+                 rename_prob: float = 0.0):
+        if not (isinstance(rename_prob, (int, float)) and not isinstance(rename_prob, bool)
+                and 0.0 <= rename_prob <= 1.0):
+            raise ValueError(f"LCLEpisodeDataset: rename_prob must be a probability in [0, 1], got {rename_prob!r}")
+        self.rename_prob = float(rename_prob)
         if policy not in POLICIES:
             raise ValueError(f"LCLEpisodeDataset: policy must be one of {list(POLICIES)}, got {policy!r} "
                              f"('mix' is an InterleaveDataset of episodes and other data in the config)")
@@ -160,11 +170,27 @@ class LCLEpisodeDataset(EpisodeItems, Dataset):
             groups.append((name, paths))
         support = [(p, name) for name, paths in groups for p in paths]
         support = [support[int(j)] for j in rng.permutation(len(support))]
-        answer, wrong = (own_name, other['class_name']) if query_is_own else (other['class_name'], own_name)
+        substituted = {own['class_name']: own_name} if self.policy == 'label_substitution' else {}
+        if self.rename_prob > 0:  # drawn last, so rename_prob=0 leaves every other draw as it was
+            renames = {}
+            taken = {own['class_name'].lower(), other['class_name'].lower(), own_name.lower()}
+            for name in (own_name, other['class_name']):
+                if rng.random() < self.rename_prob:
+                    renames[name] = made_up_name(rng, taken)
+                    taken.add(renames[name])
+            support = [(p, renames.get(name, name)) for p, name in support]
+            for real, shown in ((own['class_name'], own_name), (other['class_name'], other['class_name'])):
+                if shown in renames:
+                    substituted[real] = renames[shown]
+            own_name = renames.get(own_name, own_name)
+            other_name = renames.get(other['class_name'], other['class_name'])
+        else:
+            other_name = other['class_name']
+        answer, wrong = (own_name, other_name) if query_is_own else (other_name, own_name)
         extra = {'policy': self.policy, 'class_id': own['class_id'], 'negative_class_id': other['class_id'],
                  'negative_rank': rank, 'query_class_id': (own if query_is_own else other)['class_id']}
-        if self.policy == 'label_substitution':
-            extra['substituted'] = {own['class_name']: own_name}
+        if substituted:
+            extra['substituted'] = substituted
         return Episode(support=support, query=query, answer=answer, others=[wrong], shot=k,
                        source=f"{own['__source__']}:{own['class_id']}", extra=extra)
 

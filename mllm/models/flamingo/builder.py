@@ -2,7 +2,8 @@
 
 - `model_name_or_path='tiny'`: a ~1M-parameter model from configs with random weights and the offline
   demo tokenizer plus Flamingo's special tokens (`<|endofchunk|>`, `<answer>`); `model_args.tiny`
-  overrides fields of the tiny config (e.g. `text_model_type='mpt'`, `cross_attn_every_n_layers=1`);
+  overrides fields of the tiny config (e.g. `text_model_type='mpt'`, `cross_attn_every_n_layers=1`), and
+  `tiny.text` / `tiny.vision` fields of its LM / CLIP tower (`dict(num_hidden_layers=3)`, `dict(image_size=64)`);
 - a directory written by `save_pretrained` (or by the converters, issue 8 §3): config.json with model
   type `mllm_openflamingo` / `mllm_otter`, weights, tokenizer and image processor.
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import logging
 
 import torch
-from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
+from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer, CLIPVisionConfig
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 from ...config import ConfigError
@@ -29,7 +30,7 @@ from ..llava.builder import check_dtype, config_fields
 from ..lora import LORA_KEYS, inject_lora, lora_settings
 from .configuration_flamingo import OpenFlamingoConfig
 from .freezing import apply_flamingo_freezing, format_trainable_table
-from .presets import build_tiny_flamingo
+from .presets import TEXT_CONFIG_CLASSES, TEXT_SET_BY_BUILDER, build_tiny_flamingo
 
 logger = logging.getLogger(__name__)
 
@@ -170,11 +171,29 @@ def check_flamingo_args(model_args) -> None:
         locate_checkpoint(model_args['tokenizer_name_or_path'], 'tokenizer_name_or_path', probe=None)
     check_dtype(model_args.get('torch_dtype', 'float32'))
     tiny = model_args.get('tiny') or {}
-    valid = config_fields(OpenFlamingoConfig) | {'text_model_type'}
+    valid = config_fields(OpenFlamingoConfig) | {'text_model_type', 'text', 'vision'}
     for key in tiny:
         if key not in valid:
             raise ConfigError(f"model_args.tiny: unknown key '{key}' (OpenFlamingoConfig has no such field)."
                               f"{did_you_mean(key, valid)}")
+    text_type = tiny.get('text_model_type', 'llama')
+    if text_type not in TEXT_CONFIG_CLASSES:
+        raise ConfigError(f"model_args.tiny.text_model_type must be one of {sorted(TEXT_CONFIG_CLASSES)}, "
+                          f"got {text_type!r}")
+    for key, cls, by_builder in (('text', TEXT_CONFIG_CLASSES[text_type], TEXT_SET_BY_BUILDER),
+                                 ('vision', CLIPVisionConfig, ())):
+        value = tiny.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(f"model_args.tiny.{key}: expected a dict of {cls.__name__} fields, got {value!r}")
+        fields = config_fields(cls) - set(by_builder)
+        for name in value:
+            if name in by_builder:
+                raise ConfigError(f"model_args.tiny.{key}.{name} is set by the builder from the tokenizer; remove it")
+            if name not in fields:
+                raise ConfigError(f"model_args.tiny.{key}: unknown key '{name}' ({cls.__name__} has no such "
+                                  f"field).{did_you_mean(name, fields)}")
     unknown = set(model_args.get('lora') or {}) - set(LORA_KEYS)
     if unknown:
         raise ConfigError(f"model_args.lora: unknown key(s) {sorted(unknown)}; valid: {', '.join(LORA_KEYS)}")

@@ -1,0 +1,25 @@
+# Synthetic ISEKAI (mllm/demo/isekai_synth.py): made-up concepts drawn as shape x pattern x colour, SEEN ones for
+# training, UNSEEN ones for evaluation only, written in the real formats and read by the real loaders. Generated on
+# first use (data_args.prepare) under one root, set here only. 160 seen / 32 unseen concepts, 14 images each; an
+# unseen concept keeps 10 images as support and 4 as queries, so ISEKAI episodes run up to 8 shots per concept
+# and each shot count scores 128 queries (16 unseen pairs x 2 labels x 4 queries).
+__ROOT = 'data/isekai_synth'
+ISEKAI_SYNTH_PREPARE = dict(type='generate_isekai_synth', root=__ROOT, num_seen=160, num_unseen=32,
+                            images_per_concept=14, queries_per_concept=4, image_size=64, seed=0)
+ISEKAI_SYNTH_SHOTS = (2, 4, 8)
+ISEKAI_SYNTH = dict(
+    # the vanilla baseline: every seen image alone, asked and answered like an episode's query
+    seen_single=dict(type='LLaVAInstructDataset', name='isekai_synth_seen_single',
+                     filename=__ROOT + '/seen_single.jsonl', image_folder=__ROOT + '/images'),
+    # LCL training: 2-way-random episodes of seen concepts (shot uniform on 2..8; 8 leaves a query per concept);
+    # each concept of an episode is shown under a fresh made-up name with probability 0.5, so that the answer
+    # must come from the context (a random tiny LM has no copying ability to start from; see rename_prob)
+    episodes_2way_random=dict(type='LCLEpisodeDataset', name='isekai_synth_2way_random',
+                              data_file=__ROOT + '/train_pairs.jsonl', image_root=__ROOT + '/images',
+                              policy='2way_random', min_shot=2, max_shot=8, num_episodes=16000, seed=0,
+                              rename_prob=0.5),
+    # evaluation: 2-way ISEKAI episodes of unseen concepts
+    **{f'unseen_{k}shot': dict(type='ISEKAIDataset', name=f'isekai_synth_unseen_{k}shot',
+                               data_file=__ROOT + '/isekai_unseen.json', image_folder=__ROOT + '/images',
+                               shot=k, way=2, seed=0) for k in ISEKAI_SYNTH_SHOTS},
+)
