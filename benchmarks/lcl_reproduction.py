@@ -16,15 +16,17 @@ Two choices differ from the paper, because these models start from random weight
 a pretrained Vicuna that can already copy a word from its context:
   - support answers carry loss too (conv_args.in_context_loss=True): every support example after a concept's
     first is a link-context example of its own, many more per step;
-  - each concept of a training episode is shown under a fresh made-up name with probability 0.5
-    (LCLEpisodeDataset rename_prob): with the 160 seen names alone a tiny model learns to recognise the seen
-    concepts and recite their names, which answers every training query without reading the context
-    (measured: accuracy 0.00-0.02 on unseen concepts after 600-900 steps without renaming).
+  - every concept of a training episode is shown under a fresh made-up name (LCLEpisodeDataset rename_prob=1.0):
+    with the 160 seen names kept, a tiny model learns to recognise the seen concepts and recite their names,
+    which answers every training query without reading the context (measured: unseen accuracy 0.00-0.02 and
+    seen-looking names in the predictions after 600-900 steps without renaming).
 Everything else (episode policy, data, evaluation) is the paper's protocol at small scale.
 
 Writes under --out: <run>/ (finetune.py's output: results JSON, predictions JSONL, trainer_state.json),
 table.md (the paper's Table 1 layout), curve.png (validation accuracy against training time), results.json;
 prints the table and a final JSON line. Same config and seeds -> same numbers (times vary with the machine).
+`--report-only` rebuilds them from the run folders already under --out. A second table measures progress towards
+copying that the accuracy cannot show (see copy_diagnostics).
 """
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ TIME_LIMIT_S = 20 * 60  # the issue's budget per model on 2 cores
 
 def run_one(name: str, out: Path, extra: list[str]) -> dict:
     """Train + evaluate one row through finetune.py in a subprocess; return its figures."""
-    config, label = RUNS[name]
+    config = RUNS[name][0]
     run_dir = out / name
     log = out / f'{name}.log'
     cmd = [sys.executable, str(REPO / 'mllm/pipeline/finetune.py'), str(REPO / config), '--output_dir', str(run_dir),
@@ -62,13 +64,33 @@ def run_one(name: str, out: Path, extra: list[str]) -> dict:
         tail = log.read_text(errors='replace').splitlines()[-15:]
         raise SystemExit(f"{name}: finetune.py failed (exit {done.returncode}); last lines of {log}:\n"
                          + '\n'.join(tail))
-    row = {'run': name, 'label': label, 'config': config, 'wall_s': round(wall, 1)}
+    return dict(collect(name, out), wall_s=round(wall, 1))
+
+
+def copy_diagnostics(rows: list[dict]) -> dict:
+    """How far a model got towards copying a name from its context, from the per-sample predictions: the share of
+    answers spelt only with letters of the two support names, and of answers whose first letter is the positive's
+    / the negative's first letter (a model that copies but cannot tell the concepts apart scores those equally)."""
+    n = len(rows) or 1
+    answers = [(r['answer'] or '', r['positive'], r['negatives'][0]) for r in rows]
+    return {'support_letters_only': sum(bool(a) and set(a) <= set(p + q) for a, p, q in answers) / n,
+            'first_letter_positive': sum(bool(a) and a[0] == p[0] for a, p, _ in answers) / n,
+            'first_letter_negative': sum(bool(a) and a[0] == q[0] for a, _, q in answers) / n}
+
+
+def collect(name: str, out: Path) -> dict:
+    """The figures of a finished run, read from what finetune.py wrote under out/name."""
+    config, label = RUNS[name]
+    run_dir = out / name
+    row = {'run': name, 'label': label, 'config': config}
     for k in SHOTS:
         results = json.loads((run_dir / f'multitest_unseen_{k}shot_results.json').read_text())
         prefix = f'multitest_unseen_{k}shot'
         row[f'{k}shot'] = results[f'{prefix}_accuracy_{k}shot']
         row[f'{k}shot_total'] = results[f'{prefix}_total']
         row['chance_level'] = results[f'{prefix}_chance_level']
+        predictions = [json.loads(line) for line in (run_dir / f'{prefix}_extra_prediction.jsonl').open()]
+        row[f'{k}shot_copy'] = copy_diagnostics(predictions)
     train = json.loads((run_dir / 'train_results.json').read_text())
     row['train_s'] = round(train['train_runtime'], 1)
     state = json.loads((run_dir / 'trainer_state.json').read_text())
@@ -89,6 +111,14 @@ def table(rows: list[dict]) -> str:
     chance = rows[0]['chance_level'] if rows else 0.5
     lines.append('| chance (one of the two support names at random) | ' + ' | '.join(f'{chance:.2f}' for _ in SHOTS)
                  + ' | |')
+    lines += ['', 'Towards copying (all shot counts pooled): answers spelt only with letters of the two support names;'
+              ' first letter = the positive\'s / the negative\'s.', '',
+              '| Method | support letters only | first letter positive | first letter negative |',
+              '|---|---:|---:|---:|']
+    for r in rows:
+        pooled = {key: sum(r[f'{k}shot_copy'][key] for k in SHOTS) / len(SHOTS) for key in r[f'{SHOTS[0]}shot_copy']}
+        lines.append(f"| {r['label']} | {pooled['support_letters_only']:.2f} | {pooled['first_letter_positive']:.2f} | "
+                     f"{pooled['first_letter_negative']:.2f} |")
     return '\n'.join(lines)
 
 
@@ -116,6 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--out', default='exp/lcl_reproduction')
     p.add_argument('--runs', default=','.join(RUNS), help=f'comma-separated subset of {list(RUNS)}')
+    p.add_argument('--report-only', action='store_true', help='rebuild the table from the runs already under --out')
     p.add_argument('finetune_args', nargs='*', help='passed to every finetune.py run (after --), e.g. --max_steps 10')
     a = p.parse_args(argv)
     names = [n for n in a.runs.split(',') if n]
@@ -126,6 +157,9 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in names:
+        if a.report_only:
+            rows.append(collect(name, out))
+            continue
         print(f'[{time.strftime("%H:%M:%S")}] {name}: training {RUNS[name][0]} (log: {out / name}.log)', flush=True)
         rows.append(run_one(name, out, a.finetune_args))
         r = rows[-1]
@@ -135,6 +169,10 @@ def main(argv: list[str] | None = None) -> dict:
     (out / 'table.md').write_text(text + '\n')
     plot(rows, out / 'curve.png')
     summary = {r['run']: {k: r[k] for k in r if k != 'label'} for r in rows}
+    if a.report_only and (out / 'results.json').is_file():  # keep the wall times measured by the training run
+        for name, old in json.loads((out / 'results.json').read_text()).items():
+            if name in summary and 'wall_s' in old:
+                summary[name]['wall_s'] = old['wall_s']
     (out / 'results.json').write_text(json.dumps(summary, indent=1) + '\n')
     print(text)
     print(json.dumps({f"{r['run']}_{k}shot": r[f'{k}shot'] for r in rows for k in SHOTS}

@@ -28,7 +28,9 @@ def test_one_row_at_smoke_scale_writes_table_results_and_curve(tmp_path):
     table = (tmp_path / 'table.md').read_text().splitlines()
     assert table[0] == '| Method | 2-shot | 4-shot | 8-shot | train time |'
     assert table[2].startswith(f"| Vanilla tiny LLaVA (single images) | {row['2shot']:.2f} | {row['4shot']:.2f} | ")
-    assert table[-1].startswith('| chance (one of the two support names at random) | 0.50 | 0.50 | 0.50 |')
+    assert table[3].startswith('| chance (one of the two support names at random) | 0.50 | 0.50 | 0.50 |')
+    assert table[7] == '| Method | support letters only | first letter positive | first letter negative |'
+    assert table[9].startswith('| Vanilla tiny LLaVA (single images) | ')
     assert (tmp_path / 'curve.png').stat().st_size > 1000
     assert json.loads((tmp_path / 'results.json').read_text())['vanilla']['steps'] == 2
 
@@ -37,3 +39,12 @@ def test_unknown_run_is_an_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         lcl_reproduction.main(['--out', str(tmp_path), '--runs', 'vanila'])
     assert "unknown run(s) ['vanila']" in capsys.readouterr().err
+
+
+def test_copy_diagnostics_count_by_hand():
+    rows = [{'answer': 'fab', 'positive': 'fabu', 'negatives': ['gous']},   # support letters, positive's first
+            {'answer': 'gbf', 'positive': 'fabu', 'negatives': ['gous']},   # support letters, negative's first
+            {'answer': 'xyz', 'positive': 'fabu', 'negatives': ['gous']},   # neither
+            {'answer': '', 'positive': 'fabu', 'negatives': ['gous']}]      # nothing
+    assert lcl_reproduction.copy_diagnostics(rows) == {
+        'support_letters_only': 0.5, 'first_letter_positive': 0.25, 'first_letter_negative': 0.25}

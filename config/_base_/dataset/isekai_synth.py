@@ -12,12 +12,13 @@ ISEKAI_SYNTH = dict(
     seen_single=dict(type='LLaVAInstructDataset', name='isekai_synth_seen_single',
                      filename=__ROOT + '/seen_single.jsonl', image_folder=__ROOT + '/images'),
     # LCL training: 2-way-random episodes of seen concepts (shot uniform on 2..8; 8 leaves a query per concept);
-    # each concept of an episode is shown under a fresh made-up name with probability 0.5, so that the answer
-    # must come from the context (a random tiny LM has no copying ability to start from; see rename_prob)
+    # every concept of an episode is shown under a fresh made-up name (rename_prob=1.0), so the answer can only come
+    # from the context: with the seen names kept, the tiny model learns to recognise the seen concepts and recite
+    # their names instead (benchmarks/lcl_reproduction.py)
     episodes_2way_random=dict(type='LCLEpisodeDataset', name='isekai_synth_2way_random',
                               data_file=__ROOT + '/train_pairs.jsonl', image_root=__ROOT + '/images',
                               policy='2way_random', min_shot=2, max_shot=8, num_episodes=16000, seed=0,
-                              rename_prob=0.5),
+                              rename_prob=1.0),
     # evaluation: 2-way ISEKAI episodes of unseen concepts
     **{f'unseen_{k}shot': dict(type='ISEKAIDataset', name=f'isekai_synth_unseen_{k}shot',
                                data_file=__ROOT + '/isekai_unseen.json', image_folder=__ROOT + '/images',
