@@ -170,22 +170,16 @@ class LCLEpisodeDataset(EpisodeItems, Dataset):
             groups.append((name, paths))
         support = [(p, name) for name, paths in groups for p in paths]
         support = [support[int(j)] for j in rng.permutation(len(support))]
+        other_name = other['class_name']
         substituted = {own['class_name']: own_name} if self.policy == 'label_substitution' else {}
         if self.rename_prob > 0:  # drawn last, so rename_prob=0 leaves every other draw as it was
-            renames = {}
-            taken = {own['class_name'].lower(), other['class_name'].lower(), own_name.lower()}
-            for name in (own_name, other['class_name']):
+            renamed, taken = {}, {own['class_name'].lower(), other_name.lower(), own_name.lower()}
+            for real, name in ((own['class_name'], own_name), (other['class_name'], other_name)):
                 if rng.random() < self.rename_prob:
-                    renames[name] = made_up_name(rng, taken)
-                    taken.add(renames[name])
-            support = [(p, renames.get(name, name)) for p, name in support]
-            for real, shown in ((own['class_name'], own_name), (other['class_name'], other['class_name'])):
-                if shown in renames:
-                    substituted[real] = renames[shown]
-            own_name = renames.get(own_name, own_name)
-            other_name = renames.get(other['class_name'], other['class_name'])
-        else:
-            other_name = other['class_name']
+                    renamed[name] = substituted[real] = made_up_name(rng, taken)
+                    taken.add(renamed[name])
+            support = [(p, renamed.get(name, name)) for p, name in support]
+            own_name, other_name = renamed.get(own_name, own_name), renamed.get(other_name, other_name)
         answer, wrong = (own_name, other_name) if query_is_own else (other_name, own_name)
         extra = {'policy': self.policy, 'class_id': own['class_id'], 'negative_class_id': other['class_id'],
                  'negative_rank': rank, 'query_class_id': (own if query_is_own else other)['class_id']}

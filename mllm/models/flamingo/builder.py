@@ -26,7 +26,7 @@ from ...config.args import did_you_mean
 from ...dataset.flamingo_conversation import FlamingoCollator, FlamingoConvDataset
 from ..checkpoint_location import locate_checkpoint
 from ..family import ModelFamily
-from ..llava.builder import check_dtype, config_fields
+from ..llava.builder import check_dtype, check_tiny_fields, config_fields
 from ..lora import LORA_KEYS, inject_lora, lora_settings
 from .configuration_flamingo import OpenFlamingoConfig
 from .freezing import apply_flamingo_freezing, format_trainable_table
@@ -180,20 +180,11 @@ def check_flamingo_args(model_args) -> None:
     if text_type not in TEXT_CONFIG_CLASSES:
         raise ConfigError(f"model_args.tiny.text_model_type must be one of {sorted(TEXT_CONFIG_CLASSES)}, "
                           f"got {text_type!r}")
-    for key, cls, by_builder in (('text', TEXT_CONFIG_CLASSES[text_type], TEXT_SET_BY_BUILDER),
-                                 ('vision', CLIPVisionConfig, ())):
-        value = tiny.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, dict):
-            raise ConfigError(f"model_args.tiny.{key}: expected a dict of {cls.__name__} fields, got {value!r}")
-        fields = config_fields(cls) - set(by_builder)
-        for name in value:
-            if name in by_builder:
-                raise ConfigError(f"model_args.tiny.{key}.{name} is set by the builder from the tokenizer; remove it")
-            if name not in fields:
-                raise ConfigError(f"model_args.tiny.{key}: unknown key '{name}' ({cls.__name__} has no such "
-                                  f"field).{did_you_mean(name, fields)}")
+    from_tokenizer = dict.fromkeys(TEXT_SET_BY_BUILDER, 'the tokenizer')
+    for key, cls, by_builder in (('text', TEXT_CONFIG_CLASSES[text_type], from_tokenizer),
+                                 ('vision', CLIPVisionConfig, {})):
+        if tiny.get(key) is not None:
+            check_tiny_fields(key, tiny[key], cls, by_builder)
     unknown = set(model_args.get('lora') or {}) - set(LORA_KEYS)
     if unknown:
         raise ConfigError(f"model_args.lora: unknown key(s) {sorted(unknown)}; valid: {', '.join(LORA_KEYS)}")

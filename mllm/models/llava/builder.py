@@ -103,17 +103,22 @@ def _check_tiny(tiny) -> None:
                               f"Valid keys: {', '.join(TINY_DEFAULTS)}")
         if key not in TINY_CONFIG_CLASSES:
             continue
-        cls = TINY_CONFIG_CLASSES[key]
-        if not isinstance(value, dict):
-            raise ConfigError(f"model_args.tiny.{key}: expected a dict of {cls.__name__} fields, got {value!r}")
-        fields = config_fields(cls) - set(_TINY_SET_BY_BUILDER[key])
-        for name in value:
-            if name in _TINY_SET_BY_BUILDER[key]:
-                raise ConfigError(f"model_args.tiny.{key}.{name} is set by the builder from "
-                                  f"{_TINY_SET_BY_BUILDER[key][name]}; remove it")
-            if name not in fields:
-                raise ConfigError(f"model_args.tiny.{key}: unknown key '{name}' ({cls.__name__} has no such "
-                                  f"field).{did_you_mean(name, fields)}")
+        check_tiny_fields(key, value, TINY_CONFIG_CLASSES[key], _TINY_SET_BY_BUILDER[key])
+
+
+def check_tiny_fields(key: str, value, cls, set_by_builder: dict) -> None:
+    """`model_args.tiny.<key>` must be a dict of fields of the config class `cls`, none of them one the builder
+    sets itself (`set_by_builder`: field -> where its value comes from). Shared with the Flamingo family."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"model_args.tiny.{key}: expected a dict of {cls.__name__} fields, got {value!r}")
+    fields = config_fields(cls) - set(set_by_builder)
+    for name in value:
+        if name in set_by_builder:
+            raise ConfigError(f"model_args.tiny.{key}.{name} is set by the builder from {set_by_builder[name]}; "
+                              f"remove it")
+        if name not in fields:
+            raise ConfigError(f"model_args.tiny.{key}: unknown key '{name}' ({cls.__name__} has no such "
+                              f"field).{did_you_mean(name, fields)}")
 
 
 def check_dtype(value) -> None:
