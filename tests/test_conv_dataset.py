@@ -169,7 +169,8 @@ def test_misaligned_sample_is_skipped(preprocessor):
     pieces = tok.convert_ids_to_tokens(tok('<image> image\n', add_special_tokens=False)['input_ids'])
     assert pieces == ['<image>', '\u2581image', '\n']
     items = [plain_item('<image> ima', 'ge', source='caps.jsonl:1'), plain_item('<image>', 'a red circle')]
-    ds = make(preprocessor, items, conv_template='plain', transform=None)
+    # the plain format with its human text kept, so that prompt and answer meet inside one word
+    ds = make(preprocessor, items, conv_template='plain', conv_overrides=dict(user_text=True), transform=None)
     sample = ds[0]
     assert torch.equal(sample['input_ids'], ds.process(1)['input_ids'])
     assert len(ds.skipped) == 1

@@ -80,10 +80,11 @@ def test_earlier_answers_of_an_eval_sample_are_context(preprocessor):
     # 'ima' + 'ge' is one token: as a TRAINING answer it cannot be masked; as eval context it is fine.
     item = plain_item('<image> ima', 'ge')
     item['conversations'] += [{'from': 'human', 'value': 'again'}, {'from': 'gpt', 'value': 'a red circle'}]
-    train = make(preprocessor, [item, plain_item('<image>', 'ok')], conv_template='plain', transform=None)
+    kept_text = dict(conv_template='plain', conv_overrides=dict(user_text=True), transform=None)  # human text kept
+    train = make(preprocessor, [item, plain_item('<image>', 'ok')], **kept_text)
     train[0]
     assert len(train.skipped) == 1
-    sample = make(preprocessor, [item], conv_template='plain', transform=None, mode='eval')[0]
+    sample = make(preprocessor, [item], mode='eval', **kept_text)[0]
     assert preprocessor['text'].decode(sample['labels']) == 'a red circle'
 
 

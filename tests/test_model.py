@@ -113,6 +113,44 @@ def test_build_from_language_model_and_vision_tower(tmp_path):
     assert logits.shape == (2, 1 + 16 + 3, 45)
 
 
+def test_from_parts_assigns_the_loaded_parts_keeps_ties_and_initialises_only_the_projector(tmp_path, monkeypatch):
+    """No random full-size LLaVA is built and overwritten (at 7B that was ~40 GB per rank): the composite starts on
+    the meta device, the loaded modules are put in place, and weight initialisation touches the projector alone.
+    An LM with tied embeddings keeps one tensor for both ends, through the added tokens' resize too."""
+    torch.manual_seed(0)
+    lm = LlamaForCausalLM(LlamaConfig(vocab_size=43, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                      num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True))
+    assert lm.lm_head.weight is lm.model.embed_tokens.weight
+    lm.save_pretrained(tmp_path / 'lm')
+    _word_tokenizer().save_pretrained(tmp_path / 'lm')
+    tower = CLIPVisionModel(CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                             num_attention_heads=2, image_size=32, patch_size=8))
+    tower.save_pretrained(tmp_path / 'clip')
+    CLIPImageProcessorPil(size={'shortest_edge': 32}, crop_size={'height': 32, 'width': 32}).save_pretrained(
+        tmp_path / 'clip')
+    from mllm.models.llava.modeling_llava import MllmLlavaForConditionalGeneration
+
+    initialised = []
+    original = MllmLlavaForConditionalGeneration._init_weights
+
+    def spy(self, module):
+        if any(p.device.type != 'meta' for p in module.parameters(recurse=False)):
+            initialised.append(module)
+        return original(self, module)
+    monkeypatch.setattr(MllmLlavaForConditionalGeneration, '_init_weights', spy)
+    model, _ = build_model(ConfigDict(model_name_or_path=str(tmp_path / 'lm'), vision_tower=str(tmp_path / 'clip')))
+    projector = set(model.model.multi_modal_projector.modules())
+    assert initialised and set(initialised) <= projector  # nothing outside the projector got random weights
+    assert model.lm_head.weight is model.model.language_model.embed_tokens.weight  # still tied ...
+    assert model.lm_head.weight.shape[0] == 45  # ... after growing by '<image>' and '<pad>'
+    assert model.config.tie_word_embeddings
+    assert not [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.device.type == 'meta']
+    loaded = LlamaForCausalLM.from_pretrained(tmp_path / 'lm')
+    assert torch.equal(model.model.language_model.embed_tokens.weight[:43], loaded.model.embed_tokens.weight)
+    assert torch.equal(model.model.language_model.layers[0].self_attn.q_proj.weight,
+                       loaded.model.layers[0].self_attn.q_proj.weight)
+
+
 def test_flash_attention_request_falls_back_to_sdpa(caplog):
     with caplog.at_level(logging.WARNING):
         model, _ = build_model(ConfigDict(model_name_or_path='tiny', attn_implementation='flash_attention_2'))

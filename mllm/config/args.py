@@ -194,6 +194,9 @@ def prepare_args(argv: list[str] | None = None):
     training_cfg = cfg.training_args.to_dict()
     training_cfg.update(flags)
     training_cfg.setdefault('output_dir', os.path.join('exp', Path(cfg.filename).stem))
+    from .launch_consistency import reconcile_with_launcher  # imports ConfigError from here
+
+    training_cfg = reconcile_with_launcher(training_cfg)  # the accelerate file's choices vs the training args
     cfg.training_args = ConfigDict(training_cfg)
     training_args = build_training_args(training_cfg, cfg.filename)
     if training_args.process_index == 0:

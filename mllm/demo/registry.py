@@ -16,4 +16,4 @@ def prepare_shapes_dataset(root: str, num_train: int, num_test: int, seed: int =
     logger.info('shapes data in %s (%s); chance Acc@0.5 of answering with a random shape of the image: %.3f',
                 root, 'reused' if info.get('skipped') else 'generated', info['chance_accuracy'])
     return info
-from . import isekai_registry  # noqa: E402,F401  (registers generate_isekai_synth)
+from . import isekai_registry, llava_pretrain_synth  # noqa: E402,F401  (register their generate_* prepare steps)

@@ -15,6 +15,7 @@ answer (so skipping can never raise a score), unless the metric sets `exclude_sk
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -22,10 +23,15 @@ import os
 
 import numpy as np
 import torch
+from torch.distributed.fsdp import FullyShardedDataParallel
 from torch.utils.data import Dataset
 from transformers import Seq2SeqTrainer
+from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+from transformers.integrations.fsdp import is_fsdp_managed_module
+from transformers.trainer_utils import _is_peft_model
 
 from ..dataset.root import IGNORE_INDEX
+from .checkpoint import load_checkpoint_weights
 from .generation import describe, merge_generation_settings
 
 logger = logging.getLogger('mllm')
@@ -60,6 +66,27 @@ class MllmTrainer(Seq2SeqTrainer):
         if self.args.process_index == 0:
             logger.info(describe(self.generation_config, sources))
 
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _plain_weights(self, model) -> bool:
+        """Whether the weights of `model` load from a plain model file (not FSDP / DeepSpeed shards, not adapters)."""
+        return not (self.is_fsdp_enabled or self.is_deepspeed_enabled or _is_peft_model(model))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Resume: transformers' loader drops every renamed key with a warning; ours maps and checks them
+        (engine/checkpoint.py)."""
+        model = model if model is not None else self.model
+        if not self._plain_weights(model):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        logger.info('loading weights from %s', resume_from_checkpoint)
+        load_checkpoint_weights(self.accelerator.unwrap_model(model), resume_from_checkpoint)
+
+    def _load_best_model(self):
+        if not self._plain_weights(self.model):
+            return super()._load_best_model()
+        logger.info('loading the best model from %s (score %s)', self.state.best_model_checkpoint,
+                    self.state.best_metric)
+        load_checkpoint_weights(self.accelerator.unwrap_model(self.model), self.state.best_model_checkpoint)
+
     # -- data ----------------------------------------------------------------------------------
     def _get_train_sampler(self, train_dataset=None):
         """`--train_sampling_strategy group_by_length`: batches of similar length, image and text-only
@@ -92,15 +119,33 @@ class MllmTrainer(Seq2SeqTrainer):
             self.data_collator = train_collator
 
     # -- generation ----------------------------------------------------------------------------
+    def _generating_module(self):
+        """(module to call generate on, context to call it in, synced_gpus), as transformers' Seq2SeqTrainer does it.
+
+        Under FSDP (1 or 2) and DeepSpeed ZeRO-3 the parameters are sharded: generation must run through the
+        sharded module (its hooks gather each layer's parameters; FSDP1's root also needs `summon_full_params`
+        for the parameters outside the wrapped layers), and every rank must keep stepping until the last one is
+        done (`synced_gpus`), or the collectives of a rank that finished early leave the others waiting forever.
+        """
+        sharded = is_deepspeed_zero3_enabled() or is_fsdp_managed_module(self.model)
+        context = contextlib.nullcontext()
+        if isinstance(self.model, FullyShardedDataParallel):
+            context = FullyShardedDataParallel.summon_full_params(self.model, writeback=False, recurse=False)
+        module = self.model if is_fsdp_managed_module(self.model) else self.accelerator.unwrap_model(self.model)
+        if isinstance(module, FullyShardedDataParallel):
+            module = module.module  # FSDP1's wrapper has no generate; its root params are summoned above
+        return module, context, sharded
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
         inputs = self._prepare_inputs(inputs)
         references = inputs.pop('labels', None)
         sample_index = inputs.pop('sample_index', None)
         skipped = inputs.pop('skipped', None)
         batch = inputs['input_ids'].shape[0]
-        with torch.no_grad():
-            output = self.accelerator.unwrap_model(self.model).generate(
-                **inputs, generation_config=self.generation_config, **gen_kwargs)
+        module, context, sharded = self._generating_module()
+        gen_kwargs.setdefault('synced_gpus', sharded)
+        with torch.no_grad(), context:
+            output = module.generate(**inputs, generation_config=self.generation_config, **gen_kwargs)
         new_tokens = output[:, inputs['input_ids'].shape[1]:]
         if sample_index is None:
             sample_index = torch.full((batch,), -1, dtype=torch.long, device=output.device)

@@ -19,6 +19,7 @@ from collections import OrderedDict
 from ..dataset.process_function.conv_template import get_conv_template
 from ..dataset.single_image_conversation import SingleImageConvDataset
 from ..engine.collator import Collator
+from .sharding import numel
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +62,8 @@ class ModelFamily(ABC):
         for name, param in model.named_parameters():
             prefix = '.'.join(name.split('.')[:depth])
             row = rows.setdefault(prefix, [0, 0])
-            row[0] += param.numel() if param.requires_grad else 0
-            row[1] += param.numel()
+            row[0] += numel(param) if param.requires_grad else 0
+            row[1] += numel(param)
         return [(prefix, trainable, total) for prefix, (trainable, total) in rows.items()]
 
     def log_trainable(self, model) -> None:

@@ -25,6 +25,7 @@ from mllm.config import prepare_args
 from mllm.dataset.builder import build_raw_data, prepare_data, run_prepare_steps
 from mllm.engine import MllmTrainer
 from mllm.engine.callbacks import EpochCallback, TrainingCurveCallback
+from mllm.engine.checkpoint import last_complete_checkpoint
 from mllm.models import build_model
 
 logger = logging.getLogger('mllm')
@@ -39,15 +40,38 @@ def collect_skipped(dataset) -> list[str]:
     return list(getattr(dataset, 'skipped', []))
 
 
+def gather_from_ranks(items: list) -> list:
+    """Every rank's `items`, concatenated in rank order (each rank renders, and skips, only its own samples)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return list(items)
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, list(items))
+    return [item for part in gathered for item in part]
+
+
+def resume_point(training_args) -> str | None:
+    """`--resume_from_checkpoint last`: the newest complete checkpoint of output_dir, or a fresh start when
+    there is none (so a requeued job can always pass it); any other value goes to the Trainer as given."""
+    value = training_args.resume_from_checkpoint
+    if value != 'last':
+        return value
+    found = last_complete_checkpoint(training_args.output_dir, training_args.world_size)
+    logger.info('resume_from_checkpoint=last: %s', found or f'no complete checkpoint in {training_args.output_dir}, '
+                                                             'starting from step 0')
+    return found
+
+
 def do_train(trainer, training_args, family, train_dataset):
-    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    result = trainer.train(resume_from_checkpoint=resume_point(training_args))
     if getattr(training_args, 'save_final_model', True):  # off for benchmarks and sweeps
         trainer.save_model()  # model + tokenizer (processing_class)
         if trainer.is_world_process_zero():
             family.save_pretrained(training_args.output_dir)
     trainer.save_state()  # trainer_state.json
     metrics = dict(result.metrics)
-    skipped = collect_skipped(train_dataset)
+    skipped = gather_from_ranks(collect_skipped(train_dataset))
     metrics['train_skipped_samples'] = len(skipped)
     if skipped:
         logger.warning('%d training samples were skipped as misaligned; first: %s', len(skipped), skipped[0])

@@ -11,7 +11,7 @@ _base_ = ['../model/tiny_models.py']
 
 TINY_TRAINING_ARGS = dict(
     # off: what the full-size recipes switch on for GPUs (../train/fsdp.py, bf16 in the Flamingo evaluations)
-    bf16=False, tf32=None, gradient_checkpointing=False, fsdp='', fsdp_config=None,
+    bf16=False, tf32=None,
     # on: the CPU backend of ../train/cpu_tiny.py (tests/test_lcl_configs.py checks they agree)
     use_cpu=True, save_strategy='no', dataloader_num_workers=0, per_device_eval_batch_size=32,
     # a few steps of one episode each (the full-size recipes accumulate 8 episodes per step)

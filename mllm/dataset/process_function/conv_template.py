@@ -146,9 +146,10 @@ def vicuna_v1_1() -> ConversationTemplate:
 
 @CONV_TEMPLATES.register_module(name='plain')
 def plain() -> ConversationTemplate:
-    """LLaVA-pretraining style captioning: `<image>` then the caption, no roles, no system."""
+    """LLaVA's stage-1 captioning format (its `preprocess_plain`): the user turn is reduced to its images, the
+    answer (the caption) follows directly and ends with a newline; no roles, no system, no instruction text."""
     return ConversationTemplate(name='plain', system='', user_role='', assistant_role='', sep='',
-                                end_of_turn='\n')
+                                end_of_turn='\n', user_text=False)
 
 
 @CONV_TEMPLATES.register_module(name='otter')

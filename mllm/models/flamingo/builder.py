@@ -26,8 +26,9 @@ from ...config.args import did_you_mean
 from ...dataset.flamingo_conversation import FlamingoCollator, FlamingoConvDataset
 from ..checkpoint_location import locate_checkpoint
 from ..family import ModelFamily
-from ..llava.builder import check_dtype, check_tiny_fields, config_fields
+from ..llava.builder import check_dtype, check_tiny_fields, config_fields, resolve_attn_implementation
 from ..lora import LORA_KEYS, inject_lora, lora_settings
+from ..sharding import num_rows
 from .configuration_flamingo import OpenFlamingoConfig
 from .freezing import apply_flamingo_freezing, format_trainable_table
 from .presets import TEXT_CONFIG_CLASSES, TEXT_SET_BY_BUILDER, build_tiny_flamingo
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 SPECIAL_TOKENS = ('<image>', '<|endofchunk|>', '<answer>')
 MODEL_ARGS_KEYS = frozenset({'model_name_or_path', 'tokenizer_name_or_path', 'tiny', 'init_seed', 'torch_dtype',
                              'full_finetune', 'train_vision_encoder', 'image_token', 'lora',
-                             'device_map', 'quantization'})
+                             'device_map', 'quantization', 'attn_implementation'})
 
 
 class FlamingoFamily(ModelFamily):
@@ -136,10 +137,12 @@ def build_flamingo(model_args, family: str):
         tokenizer = AutoTokenizer.from_pretrained(model_args.get('tokenizer_name_or_path') or path)
         image_processor = AutoImageProcessor.from_pretrained(path)
         new_tokens = [t for t in SPECIAL_TOKENS if t in tokenizer.get_vocab()]
+    if model_args.get('attn_implementation'):  # the language model's self-attention (finetune_mem.py asks for flash)
+        model.language_model.set_attn_implementation(resolve_attn_implementation(model_args['attn_implementation']))
     if tokenizer.pad_token is None:  # MPT / GPT-NeoX tokenizers ship without one
         tokenizer.add_special_tokens({'pad_token': '<pad>'})
         new_tokens.append('<pad>')
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+    if len(tokenizer) > num_rows(model.get_input_embeddings()):  # not weight.shape: (0,) when partitioned
         model.resize_token_embeddings(len(tokenizer))
     for key, token in (('media_token_id', image_token), ('eoc_token_id', '<|endofchunk|>')):
         token_id = tokenizer.convert_tokens_to_ids(token)

@@ -34,6 +34,7 @@ from ...config import ConfigError
 from ...config.args import did_you_mean
 from ..checkpoint_location import locate_checkpoint
 from ..family import LlavaFamily
+from ..sharding import construct, empty_shell, gathered, meta_tensors, num_rows
 from .configuration_llava import MllmLlavaConfig
 from .modeling_llava import MllmLlavaForConditionalGeneration
 
@@ -45,6 +46,7 @@ MODEL_ARGS_KEYS = frozenset({
     'model_name_or_path', 'tokenizer_name_or_path', 'vision_tower', 'tiny', 'init_seed', 'projector_type',
     'vision_feature_layer', 'vision_feature_select_strategy', 'freeze_vision_tower', 'freeze_backbone',
     'tune_mm_mlp_adapter', 'torch_dtype', 'attn_implementation', 'image_token', 'image_wrap',
+    'pretrained_projector',
 })
 
 TINY_DEFAULTS = {
@@ -71,7 +73,8 @@ def _merge(defaults: dict, override: dict | None) -> dict:
     return out
 
 
-def _attn_implementation(requested: str | None) -> str:
+def resolve_attn_implementation(requested: str | None) -> str:
+    """The attention kernel to load with: flash-attn 2 when asked for and installed, SDPA otherwise."""
     if requested == 'flash_attention_2' and not is_flash_attn_2_available():
         logger.warning('flash-attn is not installed (optional GPU extra `pip install mllm[flash]`); using sdpa')
         return 'sdpa'
@@ -160,24 +163,27 @@ def _tiny(model_args, dtype):
                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **spec['text'])
     config = _llava_config(model_args, vision, text)
     torch.manual_seed(model_args.get('init_seed', 0))
-    model = MllmLlavaForConditionalGeneration(config).to(dtype)
+    model = construct(MllmLlavaForConditionalGeneration, config, dtype)
     if spec.get('vision_position_std'):
         # CLIP initialises position embeddings with std 0.02 while the patch term is ~1 after the
         # pre-LayerNorm, so a random (frozen) tower hands the LM almost no position. Grounding from
         # scratch needs position: a larger std keeps it visible in every image feature.
-        torch.nn.init.normal_(model.model.vision_tower.embeddings.position_embedding.weight,
-                              std=spec['vision_position_std'])
+        weight = model.model.vision_tower.embeddings.position_embedding.weight
+        with gathered([weight]):
+            torch.nn.init.normal_(weight, std=spec['vision_position_std'])
     image_processor = CLIPImageProcessorPil(size={'shortest_edge': spec['image_size']},
                                             crop_size={'height': spec['image_size'], 'width': spec['image_size']})
     return model, tokenizer, image_processor
 
 
 def _llava_config(model_args, vision, text) -> MllmLlavaConfig:
+    # the LM's own choice: a language model with tied input/output embeddings stays tied inside LLaVA
+    tied = bool(getattr(text, 'tie_word_embeddings', False))
     return MllmLlavaConfig(vision_config=vision.to_dict(), text_config=text.to_dict(),
                            projector_type=model_args.get('projector_type', 'mlp2x_gelu'),
                            vision_feature_layer=model_args.get('vision_feature_layer', -2),
                            vision_feature_select_strategy=model_args.get('vision_feature_select_strategy', 'default'),
-                           image_token_index=0, tie_word_embeddings=False)
+                           image_token_index=0, tie_word_embeddings=tied)
 
 
 def _from_parts(model_args, path, dtype, attn):
@@ -185,16 +191,33 @@ def _from_parts(model_args, path, dtype, attn):
     if not vision_path:
         raise ValueError(f"model_args.model_name_or_path={path!r} is a plain language model: set "
                          "model_args.vision_tower to a CLIP checkpoint to build LLaVA from parts")
+    # each part loads through from_pretrained (under ZeRO-3: partitioned as it loads)
     lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn)
     tower = CLIPVisionModel.from_pretrained(vision_path, dtype=dtype)
-    config = _llava_config(model_args, tower.config, lm.config)
-    model = MllmLlavaForConditionalGeneration(config).to(dtype)
-    model.model.language_model.load_state_dict(lm.model.state_dict())
-    model.lm_head.load_state_dict(lm.lm_head.state_dict())
-    model.model.vision_tower.load_state_dict(tower.state_dict())
+    model = assemble_from_parts(_llava_config(model_args, tower.config, lm.config), lm, tower, dtype)
     tokenizer = AutoTokenizer.from_pretrained(model_args.get('tokenizer_name_or_path') or path)
     image_processor = AutoImageProcessor.from_pretrained(vision_path)
     return model, tokenizer, image_processor
+
+
+def assemble_from_parts(config: MllmLlavaConfig, lm, tower, dtype) -> MllmLlavaForConditionalGeneration:
+    """LLaVA around a loaded causal LM and CLIP tower: the composite is built empty (meta device; under ZeRO-3
+    partitioned), the loaded modules are put in place as they are (tied embeddings stay one tensor, no state
+    dict is copied), and only the projector is materialised and initialised."""
+    model = empty_shell(MllmLlavaForConditionalGeneration, config, dtype)
+    model.model.language_model = lm.model
+    model.lm_head = lm.lm_head
+    model.model.vision_tower = tower
+    projector = model.model.multi_modal_projector
+    if any(p.device.type == 'meta' for p in projector.parameters()):
+        projector.to_empty(device=lm.device)
+        for module in projector.modules():
+            model._init_weights(module)
+    projector.to(dtype)
+    left = meta_tensors(model)
+    if left:
+        raise RuntimeError(f"LLaVA from parts: {len(left)} tensor(s) were never loaded or initialised, e.g. {left[:5]}")
+    return model
 
 
 def _add_special_tokens(model, tokenizer, image_token: str, wrap=()) -> None:
@@ -206,7 +229,7 @@ def _add_special_tokens(model, tokenizer, image_token: str, wrap=()) -> None:
         added['additional_special_tokens'] = missing
     if added:
         tokenizer.add_special_tokens(added, replace_extra_special_tokens=False)
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+    if len(tokenizer) > num_rows(model.get_input_embeddings()):  # not weight.shape: (0,) when partitioned
         model.resize_token_embeddings(len(tokenizer))
     model.config.image_token_index = tokenizer.convert_tokens_to_ids(image_token)
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -253,7 +276,7 @@ def _image_wrap(model_args, config) -> tuple[str, ...]:
 def build_llava(model_args):
     """Return (model, LlavaFamily) for the LLaVA family."""
     dtype = getattr(torch, model_args.get('torch_dtype', 'float32'))
-    attn = _attn_implementation(model_args.get('attn_implementation'))
+    attn = resolve_attn_implementation(model_args.get('attn_implementation'))
     path = model_args['model_name_or_path']
     model_type = None if path == 'tiny' else _model_type(path)
     if path == 'tiny':
@@ -270,6 +293,9 @@ def build_llava(model_args):
     image_token = model_args.get('image_token') or getattr(model.config, 'image_token', None) or '<image>'
     wrap = _image_wrap(model_args, model.config)
     _add_special_tokens(model, tokenizer, image_token, wrap)
+    if model_args.get('pretrained_projector'):  # LLaVA stage 2: the projector of a stage-1 run
+        from .projector_io import load_pretrained_projector
+        load_pretrained_projector(model, model_args['pretrained_projector'])
     _apply_freezing(model, model_args)
     family = LlavaFamily(tokenizer, image_processor, box_formatter=None,  # build_model sets the formatter
                          num_image_tokens=num_image_tokens(model.config), image_token=image_token, image_wrap=wrap)
