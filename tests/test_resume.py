@@ -249,3 +249,16 @@ def test_the_last_complete_checkpoint_is_chosen(tmp_path):
     assert last_complete_checkpoint(str(tmp_path / 'missing')) is None
     (tmp_path / 'checkpoint-4' / 'trainer_state.json').write_text('{"trunc')  # killed while writing it
     assert last_complete_checkpoint(str(tmp_path), world_size=2) is None
+
+
+def test_two_processes_train_like_one_at_the_same_global_batch(reference):
+    """README's 2-process CPU launch (torchrun, gloo) against 1 process: 4 + 4 samples per step against 8. Gradients
+    are averaged over ranks, so the trajectories agree up to the float order of the reductions (measured: 1e-7)."""
+    _, one_out = reference('one_process')
+    _, two_out = reference('two_processes')
+    one, two = _trajectory(one_out), _trajectory(two_out)
+    assert [s for s, _, _ in one] == [s for s, _, _ in two] == list(range(1, MAX_STEPS + 1))
+    assert [loss for _, loss, _ in two] == pytest.approx([loss for _, loss, _ in one], rel=1e-5)
+    assert [g for _, _, g in two] == pytest.approx([g for _, _, g in one], rel=1e-4)
+    log = open(os.path.join(os.path.dirname(two_out), 'log.txt')).read()
+    assert 'rank 0 of 2' in log and 'rank 1 of 2' in log
