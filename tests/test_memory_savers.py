@@ -64,3 +64,25 @@ def test_llava_gradient_checkpointing_recomputes_and_gives_the_same_gradients(mo
     assert grads[0].keys() == grads[1].keys() and any('multi_modal_projector' in k for k in grads[0])
     for name in grads[0]:
         assert torch.allclose(grads[0][name], grads[1][name], atol=1e-6), name
+
+
+def test_trainer_masks_the_frozen_flamingo_embedding_rows_before_every_step(tmp_path):
+    """The tensor hook of freezing.py never runs where the gradient arrives without autograd (FSDP2); the trainer's
+    optimizer masks the rows itself just before each step. Here the gradient is written directly, as FSDP2 does."""
+    from transformers import Seq2SeqTrainingArguments
+
+    from mllm.engine import MllmTrainer
+
+    model, family = build_model({'type': 'openflamingo', 'model_name_or_path': 'tiny'})
+    args = Seq2SeqTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to='none', learning_rate=1e-2)
+    trainer = MllmTrainer(model=model, args=args, processing_class=family.tokenizer)
+    optimizer = trainer.create_optimizer()
+    embedding = model.get_input_embeddings().weight
+    before = embedding.detach().clone()
+    for p in model.parameters():
+        if p.requires_grad:
+            p.grad = torch.ones_like(p)  # every row, as if the hook had been bypassed
+    optimizer.step()
+    moved = (embedding.detach() - before).abs().amax(dim=1) > 0
+    new_rows = sorted(family.tokenizer.convert_tokens_to_ids(t) for t in ('<image>', '<|endofchunk|>', '<answer>'))
+    assert sorted(torch.nonzero(moved).flatten().tolist()) == new_rows

@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 import torch
-from torch.distributed.fsdp import FullyShardedDataParallel
+from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel, register_fsdp_forward_method
 from torch.utils.data import Dataset
 from transformers import Seq2SeqTrainer
 from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
@@ -31,6 +31,7 @@ from transformers.integrations.fsdp import is_fsdp_managed_module
 from transformers.trainer_utils import _is_peft_model
 
 from ..dataset.root import IGNORE_INDEX
+from ..models.flamingo.freezing import mask_frozen_embedding_rows
 from .checkpoint import load_checkpoint_weights
 from .generation import describe, merge_generation_settings
 
@@ -87,6 +88,16 @@ class MllmTrainer(Seq2SeqTrainer):
                     self.state.best_metric)
         load_checkpoint_weights(self.accelerator.unwrap_model(self.model), self.state.best_model_checkpoint)
 
+    def create_optimizer(self, *args, **kwargs):
+        optimizer = super().create_optimizer(*args, **kwargs)
+        model = self.accelerator.unwrap_model(self.model)
+        if getattr(model, '_flamingo_embedding_row_mask', None) is not None and not getattr(
+                optimizer, '_mllm_row_mask_hook', False):
+            # the Flamingo plan's frozen embedding rows, masked where FSDP2 leaves the gradient (freezing.py)
+            optimizer.register_step_pre_hook(lambda *_: mask_frozen_embedding_rows(model))
+            optimizer._mllm_row_mask_hook = True
+        return optimizer
+
     # -- data ----------------------------------------------------------------------------------
     def _get_train_sampler(self, train_dataset=None):
         """`--train_sampling_strategy group_by_length`: batches of similar length, image and text-only
@@ -134,6 +145,12 @@ class MllmTrainer(Seq2SeqTrainer):
         module = self.model if is_fsdp_managed_module(self.model) else self.accelerator.unwrap_model(self.model)
         if isinstance(module, FullyShardedDataParallel):
             module = module.module  # FSDP1's wrapper has no generate; its root params are summoned above
+        if isinstance(module, FSDPModule) and not getattr(module, '_mllm_generate_registered', False):
+            # FSDP2 gathers the root's own parameters only around registered methods; generate runs the image
+            # encoder outside forward. transformers registers it inside train() only, so a predict-only run would
+            # fail with "mixed torch.Tensor and DTensor" (tests/test_fsdp2_cpu.py).
+            register_fsdp_forward_method(module, 'generate')
+            module._mllm_generate_registered = True
         return module, context, sharded
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):

@@ -2,13 +2,20 @@
 
 Default (OpenFlamingo / Otter recipe): the perceiver, every gated cross-attention block, and only the
 input-embedding ROWS of newly added special tokens (`<image>`, `<|endofchunk|>`, `<answer>`, ...).
-Row selection: the embedding matrix is left trainable and a gradient hook multiplies its gradient by a
-0/1 row mask, so the optimizer sees zero gradient for every old row. With weight decay the optimizer
+Row selection: the embedding matrix is left trainable and its gradient is multiplied by a 0/1 row mask, so the
+optimizer sees zero gradient for every old row: by a tensor hook on the parameter, and again (it is idempotent) by
+`mask_frozen_embedding_rows` just before each optimizer step (MllmTrainer registers it), because under FSDP2
+(`fully_shard`) the parameter becomes a sharded DTensor whose gradient arrives by reduce-scatter, not autograd,
+so the hook never runs. With weight decay the optimizer
 would still shrink the old rows: keep the embedding in a no-decay group (or use weight_decay=0) under
 this plan. If the LM ties input and output embeddings, the mask applies to the shared matrix.
 """
+import logging
+
 import torch
 from torch import nn
+
+logger = logging.getLogger(__name__)
 
 GROUPS = ('vision_encoder', 'perceiver', 'gated_cross_attn', 'input_embeddings', 'lora', 'language_model')
 
@@ -41,6 +48,7 @@ def apply_flamingo_freezing(model: nn.Module, full: bool = False, new_token_ids=
     if handle is not None:
         handle.remove()
         model._flamingo_embedding_grad_hook = None
+    model._flamingo_embedding_row_mask = None
 
     trainable_groups = {'perceiver', 'gated_cross_attn', 'lora'}  # lora: present only when injected
     if full:
@@ -60,6 +68,7 @@ def apply_flamingo_freezing(model: nn.Module, full: bool = False, new_token_ids=
         embedding.requires_grad_(True)
         hook = embedding.register_hook(lambda grad: grad * mask.to(grad.device, grad.dtype))
         model._flamingo_embedding_grad_hook = hook
+        model._flamingo_embedding_row_mask = mask
 
     counts = {g: [0, 0] for g in GROUPS}
     for name, param in model.named_parameters():
@@ -71,6 +80,27 @@ def apply_flamingo_freezing(model: nn.Module, full: bool = False, new_token_ids=
     table = [(g, t, n) for g, (t, n) in counts.items()]
     table.append(('total', sum(t for _, t, _ in table), sum(n for _, _, n in table)))
     return table
+
+
+def mask_frozen_embedding_rows(model: nn.Module) -> None:
+    """Zero the gradient of the embedding rows the plan keeps frozen, wherever the gradient lives (a plain tensor,
+    or FSDP2's Shard(0) DTensor: the mask is split the same way). Call before the optimizer step; a no-op for a
+    model without a row mask or without a gradient yet."""
+    mask = getattr(model, '_flamingo_embedding_row_mask', None)
+    grad = model.get_input_embeddings().weight.grad if mask is not None else None
+    if grad is None:
+        return
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    if isinstance(grad, DTensor):
+        grad.mul_(distribute_tensor(mask.to(grad.dtype), grad.device_mesh, grad.placements))
+    elif grad.shape[0] == mask.shape[0]:
+        grad.mul_(mask.to(grad.device, grad.dtype))
+    elif not getattr(model, '_flamingo_row_mask_warned', False):  # e.g. FSDP1's flattened shard of the parameter
+        model._flamingo_row_mask_warned = True
+        logger.warning('the embedding gradient has shape %s, not %d rows: the frozen embedding rows cannot be masked '
+                       'here and may train (use FSDP2, DeepSpeed or DDP for the Flamingo plan)', tuple(grad.shape),
+                       mask.shape[0])
 
 
 def format_trainable_table(table: list[tuple[str, int, int]]) -> str:
