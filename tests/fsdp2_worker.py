@@ -320,7 +320,36 @@ def check_generation(s, rank, params, result):
     })
 
 
-def run_family(name, mesh, rank, world, result):
+def check_predict_and_score(s, out_dir, result):
+    """MllmTrainer.predict_and_score on the FSDP2-sharded model under torchrun (MULTI_CPU, gloo): each rank
+    generates its shard of 5 eval samples (one padding duplicate), rank 0 writes the JSONL. The reference is the
+    unsharded copy with the same weights (check_generation copied them), generating every sample alone."""
+    from transformers import Seq2SeqTrainingArguments
+
+    s.model.eval()
+    samples = render(s.name, s.family, s.conv_args, 'eval', 0, 5)
+    args = Seq2SeqTrainingArguments(output_dir=os.path.join(out_dir, s.name), use_cpu=True, report_to='none',
+                                    per_device_eval_batch_size=2, remove_unused_columns=False)
+    trainer = MllmTrainer(model=s.model, args=args, processing_class=s.family.tokenizer,
+                          data_collator=s.family.collator('train'), eval_collator=s.family.collator('eval'),
+                          gen_kwargs=dict(max_new_tokens=MAX_NEW_TOKENS, do_sample=False))
+    trainer.predict_and_score(samples, compute_metric=None, prefix='fsdp2')
+    reference, collate = s.refs['whole'], s.family.collator('eval')
+    expected = []
+    with torch.no_grad():
+        for sample in samples:
+            batch = collate([sample])
+            out = reference.generate(**model_inputs(batch), generation_config=trainer.generation_config)
+            expected.append(trainer._decode(out[:, batch['input_ids'].shape[1]:].numpy())[0])
+    result['predict_world_size'] = trainer.args.world_size
+    result['predict_expected'] = expected
+    path = os.path.join(out_dir, s.name, 'fsdp2_extra_prediction.jsonl')
+    if trainer.is_world_process_zero():
+        with open(path) as f:
+            result['predict_lines'] = [json.loads(line) for line in f]
+
+
+def run_family(name, mesh, rank, world, result, out_dir):
     """Fills `result` as it goes (a failure keeps what was measured before it)."""
     s = set_up(name, mesh, rank, world)
     counts = {}
@@ -335,9 +364,10 @@ def run_family(name, mesh, rank, world, result):
     })
     params = check_training(s, world, mesh, result)
     check_generation(s, rank, params, result)
+    check_predict_and_score(s, out_dir, result)
 
 
-def no_sync_experiment(name, mesh, rank, world, result):
+def no_sync_experiment(name, mesh, rank, world, result, out_dir=None):
     """Rank 0 finishes after <= 2 new tokens, rank 1 needs 8: generate WITHOUT synced_gpus, then a barrier."""
     s = set_up(name, mesh, rank, world, references=('whole',))
     s.model.eval()
@@ -379,7 +409,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         result = results['families'][name] = {}
         try:
-            check(name, mesh, rank, world, result)
+            check(name, mesh, rank, world, result, args.out_dir)
         except Exception:  # written to the result file: the test fails on it, showing the traceback
             result['error'] = traceback.format_exc()
         result['seconds'] = time.perf_counter() - t0

@@ -97,3 +97,44 @@ def test_zero3_partitions_generates_in_sync_and_saves_a_whole_model(root, tmp_pa
     again = _run(root, str(tmp_path / 'again'), extra=['--cfg-options', f'model_args.model_name_or_path={two}',
                                                        '--do_train', 'False'])
     assert _predictions(again) == _predictions(two)
+
+
+def test_zero3_builds_llava_from_parts_without_losing_the_loaded_weights(root, tmp_path):
+    """LLaVA from a causal LM + a CLIP tower under ZeRO-3: each part loads partitioned through from_pretrained and
+    is put in place (the old builder copied state dicts into a random full-size model, which under ZeRO-3 copied
+    empty shards). The LM and the tower are frozen here (projector only), so the model ZeRO-3 saves after training
+    must hold exactly the weights of the two source checkpoints."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    from mllm.demo.tiny_tokenizer import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    torch.manual_seed(0)
+    lm = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                                      bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                      pad_token_id=tokenizer.pad_token_id))
+    lm.save_pretrained(tmp_path / 'lm')
+    tokenizer.save_pretrained(tmp_path / 'lm')
+    tower = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                             num_attention_heads=2, image_size=80, patch_size=16))
+    tower.save_pretrained(tmp_path / 'clip')
+    CLIPImageProcessorPil(size={'shortest_edge': 80}, crop_size={'height': 80, 'width': 80}).save_pretrained(
+        tmp_path / 'clip')
+    parts = ['--cfg-options', f'model_args.model_name_or_path={tmp_path / "lm"}',
+             f'model_args.vision_tower={tmp_path / "clip"}', 'model_args.tune_mm_mlp_adapter=True']
+    out = _run(root, str(tmp_path / 'out'), 'zero3', processes=2, extra=parts)
+    saved = load_file(os.path.join(out, 'model.safetensors'))
+    source = {**{f'model.language_model.{k}': v for k, v in load_file(tmp_path / 'lm' / 'model.safetensors').items()},
+              **{f'model.vision_tower.{k}': v for k, v in load_file(tmp_path / 'clip' / 'model.safetensors').items()}}
+    renamed = {k.replace('model.language_model.model.', 'model.language_model.', 1)
+               .replace('model.language_model.lm_head.', 'lm_head.', 1): v for k, v in source.items()}
+    saved = {k.replace('model.language_model.model.', 'model.language_model.', 1): v for k, v in saved.items()}
+    compared = [k for k in renamed if k in saved and 'embed_tokens' not in k and not k.startswith('lm_head')]
+    assert len(compared) > 20
+    assert all(torch.equal(saved[k], renamed[k]) for k in compared), [k for k in compared
+                                                                       if not torch.equal(saved[k], renamed[k])][:5]
+    assert any(k.startswith('model.multi_modal_projector.') for k in saved)

@@ -2,8 +2,8 @@
 FSDP2 (`torch.distributed.fsdp.fully_shard`) on 2 CPU processes (gloo) as one process does.
 
 accelerate 1.15 cannot run FSDP on CPU (an FSDP config there runs as DistributedType.NO, each rank alone), so the
-Trainer path cannot be exercised here; tests/fsdp2_worker.py applies torch's FSDP2 directly, as the engines do on
-GPUs. One `torch.distributed.run --nproc_per_node 2` launch checks all four families (tiny random-weight models of
+Trainer's training path cannot be exercised here; tests/fsdp2_worker.py applies torch's FSDP2 directly, as the
+engines do on GPUs, and runs MllmTrainer.predict_and_score on the sharded model under torchrun (MULTI_CPU). One `torch.distributed.run --nproc_per_node 2` launch checks all four families (tiny random-weight models of
 config/_base_/model/tiny_models.py); each rank writes rank{r}.json and the tests below read both. The worker's
 docstring states the loss averaging and the two 1-process references (`whole`: all 4 samples as one batch;
 `accum`: the same 4 samples as the ranks' two micro-batches, gradients accumulated).
@@ -159,3 +159,16 @@ def test_trainer_generates_through_the_sharded_model(ranks, family):
     for r in _result(ranks, family):
         assert r['is_fsdp_managed_module'] and r['generating_module_is_sharded_model'] and r['generating_synced_gpus']
         assert r['generate_registered_by_trainer']  # register_fsdp_forward_method(model, 'generate')
+
+
+@pytest.mark.parametrize('family', FAMILIES)
+def test_predict_and_score_on_the_sharded_model_matches_one_process(ranks, family):
+    """MllmTrainer.predict_and_score with the FSDP2 model (what FSDP prediction runs): 5 samples on 2 ranks, rank 0's
+    JSONL in dataset order without the padding duplicate, each prediction the unsharded model's."""
+    rank0, rank1 = _result(ranks, family)
+    assert rank0['predict_world_size'] == rank1['predict_world_size'] == 2
+    lines = rank0['predict_lines']
+    assert [line['id'] for line in lines] == list(range(5))
+    assert [line['pred'] for line in lines] == rank0['predict_expected']
+    if family in FLAMINGO:  # the samples' answers differ, so a wrong order would show (the 3-step LLaVA answers
+        assert len(set(rank0['predict_expected'])) > 1  # all alike; their order rests on the ids)
