@@ -3,7 +3,8 @@ FSDP2 (`torch.distributed.fsdp.fully_shard`) on 2 CPU processes (gloo) as one pr
 
 accelerate 1.15 cannot run FSDP on CPU (an FSDP config there runs as DistributedType.NO, each rank alone), so the
 Trainer's training path cannot be exercised here; tests/fsdp2_worker.py applies torch's FSDP2 directly, as the
-engines do on GPUs, and runs MllmTrainer.predict_and_score on the sharded model under torchrun (MULTI_CPU). One `torch.distributed.run --nproc_per_node 2` launch checks all four families (tiny random-weight models of
+engines do on GPUs, and runs MllmTrainer.predict_and_score on the sharded model under torchrun (MULTI_CPU).
+One `torch.distributed.run --nproc_per_node 2` launch checks all four families (tiny random-weight models of
 config/_base_/model/tiny_models.py); each rank writes rank{r}.json and the tests below read both. The worker's
 docstring states the loss averaging and the two 1-process references (`whole`: all 4 samples as one batch;
 `accum`: the same 4 samples as the ranks' two micro-batches, gradients accumulated).

@@ -7,6 +7,11 @@ Three ways in, one model class:
 - a causal-LM checkpoint plus `vision_tower` (a CLIP checkpoint): LLaVA pre-training from parts,
   the projector freshly initialised.
 
+Memory savers (mllm/models/llava/modeling_llava.py, mllm/models/lora.py): `lora=dict(r=8, alpha=16)` adds peft
+LoRA adapters to the language model (any of the three ways; saved and reloaded with the model; merge with
+tools/merge_lora.py); `quantization='8bit'` / `'4bit'` (bitsandbytes, GPU) and `device_map` load a LLaVA-format
+checkpoint; quantization + lora is QLoRA.
+
 `MODEL_ARGS_KEYS` lists every `model_args` key this family reads; `check_llava_args` checks their
 values (tiny sizes, dtype, checkpoint locations) without building anything.
 """
@@ -25,7 +30,6 @@ from transformers import (
     CLIPVisionConfig,
     CLIPVisionModel,
     LlamaConfig,
-    LlavaForConditionalGeneration,
 )
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 from transformers.utils import is_flash_attn_2_available
@@ -36,7 +40,12 @@ from ..checkpoint_location import locate_checkpoint
 from ..family import LlavaFamily
 from ..sharding import construct, empty_shell, gathered, meta_tensors, num_rows
 from .configuration_llava import MllmLlavaConfig
-from .modeling_llava import MllmLlavaForConditionalGeneration
+from .modeling_llava import (
+    MllmLlavaForConditionalGeneration,
+    apply_lora,
+    check_memory_saver_args,
+    load_llava_checkpoint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +55,7 @@ MODEL_ARGS_KEYS = frozenset({
     'model_name_or_path', 'tokenizer_name_or_path', 'vision_tower', 'tiny', 'init_seed', 'projector_type',
     'vision_feature_layer', 'vision_feature_select_strategy', 'freeze_vision_tower', 'freeze_backbone',
     'tune_mm_mlp_adapter', 'torch_dtype', 'attn_implementation', 'image_token', 'image_wrap',
-    'pretrained_projector',
+    'pretrained_projector', 'lora', 'quantization', 'device_map',
 })
 
 TINY_DEFAULTS = {
@@ -146,6 +155,7 @@ def check_llava_args(model_args) -> None:
         locate_checkpoint(model_args['vision_tower'], 'vision_tower')
     if model_args.get('tokenizer_name_or_path'):
         locate_checkpoint(model_args['tokenizer_name_or_path'], 'tokenizer_name_or_path', probe=None)
+    check_memory_saver_args(model_args)  # lora, quantization, device_map
 
 
 def _model_type(path: str) -> str | None:
@@ -282,8 +292,7 @@ def build_llava(model_args):
     if path == 'tiny':
         model, tokenizer, image_processor = _tiny(model_args, dtype)
     elif model_type in ('llava', 'mllm_llava'):
-        cls = MllmLlavaForConditionalGeneration if model_type == 'mllm_llava' else LlavaForConditionalGeneration
-        model = cls.from_pretrained(path, dtype=dtype, attn_implementation=attn)
+        model = load_llava_checkpoint(path, model_type, model_args, dtype=dtype, attn_implementation=attn)
         tokenizer = AutoTokenizer.from_pretrained(model_args.get('tokenizer_name_or_path') or path)
         image_processor = AutoImageProcessor.from_pretrained(path)
     else:
@@ -297,6 +306,7 @@ def build_llava(model_args):
         from .projector_io import load_pretrained_projector
         load_pretrained_projector(model, model_args['pretrained_projector'])
     _apply_freezing(model, model_args)
+    apply_lora(model, model_args)  # model_args.lora; with adapters only they train inside the LM
     family = LlavaFamily(tokenizer, image_processor, box_formatter=None,  # build_model sets the formatter
                          num_image_tokens=num_image_tokens(model.config), image_token=image_token, image_wrap=wrap)
     family.log_trainable(model)
