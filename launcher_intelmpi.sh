@@ -6,7 +6,7 @@
 # Submit from the repository root (sbatch runs a copy of this file) or set MLLM_ROOT. The node list comes
 # from NODELIST, SLURM_JOB_NODELIST, HOSTFILE or this host; the port is checked here, once, and sent to every
 # rank with mpirun's environment forwarding. MLLM_LAUNCH_DRY_RUN=1 prints the mpirun command instead.
-# Environment variables (MPIRUN, MPIRUN_ARGS, CONTAINER_CMD, ...): docs/launching.md.
+# Environment variables (MPIRUN, MPIRUN_ARGS, CONTAINER_CMD, ...): README.md, "Multi-node launch" (how it works: docs/launching.md).
 #SBATCH --job-name=mllm
 #SBATCH --ntasks-per-node=1
 #SBATCH --output=slurm-%j.out

@@ -6,7 +6,7 @@
 # Submit from the repository root (sbatch runs a copy of this file) or set MLLM_ROOT. The port is checked
 # here, once, and reaches every task through srun's environment (--export=ALL). A task that fails ends the
 # others (--kill-on-bad-exit). MLLM_LAUNCH_DRY_RUN=1 prints the srun command instead.
-# Environment variables (SRUN, SRUN_ARGS, CONTAINER_CMD, ...): docs/launching.md.
+# Environment variables (SRUN, SRUN_ARGS, CONTAINER_CMD, ...): README.md, "Multi-node launch" (how it works: docs/launching.md).
 #SBATCH --job-name=mllm
 #SBATCH --ntasks-per-node=1
 #SBATCH --output=slurm-%j.out

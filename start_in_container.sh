@@ -8,7 +8,7 @@
 # NODELIST / SLURM_JOB_NODELIST, or a single node. Every argument goes to accelerate untouched.
 # MLLM_LAUNCH_DRY_RUN=1 (or =node) prints the command (shell-quoted, after "mllm-launch-exec:") instead of running it.
 # The launchers source this file for its functions (it returns before the per-node part then).
-# Environment variables: docs/launching.md.
+# Environment variables: README.md, "Multi-node launch" (how it works: docs/launching.md).
 set -euo pipefail
 
 LOG_NAME=${LOG_NAME:-start_in_container.sh}
