@@ -61,6 +61,13 @@ class FlamingoConvDataset(SingleImageConvDataset):
 class FlamingoCollator(Collator):
     """Collator whose `pixel_values` are (B, T_img, F, C, H, W), zero-padded over media and frames."""
 
+    def __init__(self, *args, pack_tokens=None, **kwargs):
+        if pack_tokens is not None:  # its media are indexed per row (cross-attention to the row's images)
+            raise ValueError('collator_kwargs.pack_tokens: packing is implemented for the LLaVA family only; a '
+                             'Flamingo row attends to its own images by row, so packed samples would see each '
+                             "other's images")
+        super().__init__(*args, **kwargs)
+
     def __call__(self, samples: list[dict]) -> dict:
         stacks = [s.get('pixel_values') for s in samples]
         batch = super().__call__([{k: v for k, v in s.items() if k != 'pixel_values'} for s in samples])
