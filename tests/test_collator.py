@@ -103,17 +103,26 @@ def test_trim_logits_keeps_the_loss_and_cuts_the_logits(tiny):
         labels = torch.full((length,), -100)
         labels[-5 - k:] = ids[-5 - k:]
         samples.append({'input_ids': ids, 'labels': labels, 'pixel_values': torch.randn(1, 3, 64, 64)})
+    # a second answer earlier in sample 0 (multi-turn): its positions are kept too, the prompt between is not
+    samples[0]['labels'][n + 2:n + 4] = samples[0]['input_ids'][n + 2:n + 4]
     full = Collator(pre['text'].pad_token_id, 'right')(samples)
     trimmed = Collator(pre['text'].pad_token_id, 'right', trim_logits=True)(samples)
-    first_label_column = min(int((s['labels'] != -100).nonzero()[0]) for s in samples)
-    assert trimmed['logits_to_keep'] == full['input_ids'].shape[1] - first_label_column + 1
-    assert torch.equal(trimmed['labels'], full['labels'][:, -trimmed['logits_to_keep']:])
-    assert (full['labels'][:, :-trimmed['logits_to_keep'] + 1] == -100).all()
+    keep = trimmed['logits_to_keep']
+    assert keep.dtype == torch.bool and keep.shape == full['labels'].shape
+    # by hand: keep (row, c) exactly when the label at c + 1 is set
+    for row in range(4):
+        for c in range(keep.shape[1]):
+            wanted = c + 1 < keep.shape[1] and int(full['labels'][row, c + 1]) != -100
+            assert bool(keep[row, c]) == wanted, (row, c)
+    assert int(keep.sum()) == int((full['labels'] != -100).sum()) == len(trimmed['shift_labels'])
+    assert torch.equal(trimmed['labels'], full['labels'])
     model.eval()
     with torch.no_grad():
         loss_full = model(**full).loss
         out = model(**trimmed)
-    assert out.logits.shape[1] == trimmed['logits_to_keep']
+        logits_full = model(**full).logits
+    assert out.logits.shape[0] == int(keep.sum())  # one row per kept position
+    assert torch.allclose(out.logits, logits_full[keep], atol=1e-5)
     assert torch.allclose(out.loss, loss_full, atol=1e-6)
 
 
@@ -122,3 +131,19 @@ def test_trim_logits_is_a_no_op_for_generation_batches():
               'pixel_values': torch.zeros(1, 3, 64, 64)}
     batch = Collator(3, 'left', trim_logits=True)([sample])
     assert 'logits_to_keep' not in batch and batch['labels'].tolist() == [[7, 8]]
+
+
+def test_trim_logits_keeps_the_flamingo_loss():
+    """The Flamingo family passes the kept positions and their targets on to its language model."""
+    from mllm.models import build_model
+    from tests.test_conv_dataset import Raw
+    from tests.test_flamingo_render import episode
+
+    model, family = build_model({'type': 'openflamingo', 'model_name_or_path': 'tiny'})
+    model.eval()
+    samples = list(family.render(Raw([episode(), episode()]), 'train', name='episodes'))
+    full = family.collator('train')(samples)
+    trimmed = family.collator('train', trim_logits=True)(samples)
+    assert int(trimmed['logits_to_keep'].sum()) == int((full['labels'] != -100).sum()) > 0
+    with torch.no_grad():
+        assert torch.allclose(model(**trimmed).loss, model(**full).loss, atol=1e-6)

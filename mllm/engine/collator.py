@@ -18,10 +18,11 @@ under flash-attn), with `use_cache=False` so that it does. Images stay in token 
 first token is never a label, so no loss crosses a border (checked). The loss is the mean over the batch's label
 tokens, packed or not, so a packed batch gives the unpacked batch's loss and gradients.
 
-`trim_logits` (training only): no loss is taken before the first answer token of the batch, so the
-model is asked for logits of the last K positions only (`logits_to_keep`, which transformers'
-causal LMs accept) and `labels` are cut to the same K columns. The loss is unchanged; the vocabulary
-projection and its softmax, a large share of a small model's step, shrink to the answer region.
+`trim_logits` (training only): a loss is taken only where the next token is a label, so the model is asked for
+the logits of exactly those positions, row by row (a boolean `logits_to_keep`, which transformers' causal LMs
+accept), and the loss gets their targets as `shift_labels`. The loss is unchanged; the vocabulary projection and
+its softmax, a large share of a small model's step, shrink to the answer tokens, also in multi-turn and packed
+batches, where the answers are spread over the rows.
 """
 from __future__ import annotations
 
@@ -118,15 +119,20 @@ class Collator:
         images = [s['pixel_values'] for s in ordered if s.get('pixel_values') is not None]
         if images:
             batch['pixel_values'] = torch.cat(images, dim=0)
+        if self.trim_logits:
+            self._trim(batch)
         return batch
 
     @staticmethod
     def _trim(batch: dict) -> None:
         labels = batch['labels']
-        answer_columns = (labels != IGNORE_INDEX).any(dim=0).nonzero()
-        if len(answer_columns) == 0:
+        # The logit at column c predicts the label at c + 1: keep exactly the columns whose next token is a label,
+        # row by row (transformers' boolean `logits_to_keep`; logits come out flattened, one row per kept
+        # position), and give the loss those positions' targets in the same order (`shift_labels`).
+        targets = labels[:, 1:] != IGNORE_INDEX
+        if not targets.any():
             return
-        # The logit at column c predicts the label at c + 1: keep from one column before the first label.
-        keep = labels.shape[1] - int(answer_columns[0]) + 1
-        batch['labels'] = labels[:, -keep:]
+        keep = torch.zeros_like(labels, dtype=torch.bool)
+        keep[:, :-1] = targets
         batch['logits_to_keep'] = keep
+        batch['shift_labels'] = labels[:, 1:][targets]
