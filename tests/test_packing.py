@@ -39,9 +39,14 @@ def _samples(family, texts, seed=0):
 TEXTS = [([10, 11, 12], [20, 21]), ([13, 14], [22, 23, 24, 25]), ([15], [26]), ([16, 17, 18, 19], [27, 28, 29])]
 
 
+def _model_inputs(batch):
+    """What MllmTrainer.training_step hands the model: the packed batch's `sample_lengths` are bookkeeping."""
+    return {k: v for k, v in batch.items() if k != 'sample_lengths'}
+
+
 def _loss_and_grads(model, batch):
     model.zero_grad(set_to_none=True)
-    loss = model(**batch).loss
+    loss = model(**_model_inputs(batch)).loss
     loss.backward()
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
@@ -56,6 +61,9 @@ def test_packed_batch_gives_the_unpacked_loss_and_gradients(tiny):
     packed = Collator(family.tokenizer.pad_token_id, 'right', pack_tokens=budget)(samples)
     assert packed['input_ids'].shape[0] == 2 < padded['input_ids'].shape[0] == 4
     assert 'attention_mask' not in packed and packed['use_cache'] is False
+    lengths = [len(s['input_ids']) for s in samples]
+    order = [i for row in pack_rows(lengths, budget) for i in row]  # row-major: the token counts' order
+    assert packed['sample_lengths'].tolist() == [lengths[i] for i in order]
     loss_padded, grads_padded = _loss_and_grads(model, padded)
     loss_packed, grads_packed = _loss_and_grads(model, packed)
     assert torch.allclose(loss_packed, loss_padded, rtol=1e-6, atol=1e-7)
@@ -66,7 +74,7 @@ def test_packed_batch_gives_the_unpacked_loss_and_gradients(tiny):
 
 def _per_sample_logits(model, batch, rows, lengths):
     with torch.no_grad():
-        logits = model(**batch).logits
+        logits = model(**_model_inputs(batch)).logits
     out = {}
     for r, row in enumerate(rows):
         at = 0

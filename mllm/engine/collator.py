@@ -115,7 +115,9 @@ class Collator:
                 positions[r, at:at + n] = torch.arange(n)
                 at += n
             positions[r, at:] = torch.arange(width - at)  # the padding: a block of its own, never a label
-        batch = {'input_ids': ids, 'labels': labels, 'position_ids': positions, 'use_cache': False}
+        batch = {'input_ids': ids, 'labels': labels, 'position_ids': positions, 'use_cache': False,
+                 # the real lengths, for the token counts; MllmTrainer takes them out before the model sees the batch
+                 'sample_lengths': torch.tensor([len(s['input_ids']) for s in ordered])}
         images = [s['pixel_values'] for s in ordered if s.get('pixel_values') is not None]
         if images:
             batch['pixel_values'] = torch.cat(images, dim=0)

@@ -98,6 +98,15 @@ class MllmTrainer(Seq2SeqTrainer):
             optimizer._mllm_row_mask_hook = True
         return optimizer
 
+    # -- throughput (issue 11): hand every training batch to callbacks that count tokens ---------
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        seen = dict(inputs)
+        inputs = {k: v for k, v in inputs.items() if k != 'sample_lengths'}  # bookkeeping of packed batches
+        for callback in self.callback_handler.callbacks:  # e.g. engine/throughput.py ThroughputCallback
+            if hasattr(callback, 'on_batch'):
+                callback.on_batch(seen)
+        return super().training_step(model, inputs, num_items_in_batch)
+
     # -- data ----------------------------------------------------------------------------------
     def _get_train_sampler(self, train_dataset=None):
         """`--train_sampling_strategy group_by_length`: batches of similar length, image and text-only

@@ -26,6 +26,7 @@ from mllm.dataset.builder import build_raw_data, prepare_data, run_prepare_steps
 from mllm.engine import MllmTrainer
 from mllm.engine.callbacks import EpochCallback, TrainingCurveCallback
 from mllm.engine.checkpoint import last_complete_checkpoint
+from mllm.engine.throughput import ThroughputCallback
 from mllm.models import build_model
 
 logger = logging.getLogger('mllm')
@@ -113,7 +114,8 @@ def main(argv=None):
         eval_collator=family.collator('eval'),
         gen_kwargs=data_args.get('gen_kwargs'), compute_metric=datasets['compute_metric'],
         stop_token_ids=family.stop_token_ids(model_args.get('conv_args')),
-        callbacks=[TrainingCurveCallback(), EpochCallback(datasets['train'])],
+        callbacks=[TrainingCurveCallback(), EpochCallback(datasets['train']),
+                   ThroughputCallback()],  # real tokens/s and MFU in the logs (engine/throughput.py)
     )
     if training_args.do_train:
         do_train(trainer, training_args, family, datasets['train'])
