@@ -10,6 +10,8 @@ and the anchor's fp32 2048^3 matmul peak measured right before (and after) every
   mllm          finetune.py on config/bench/bench_small_llava.py: group_by_length sampling (modality-aware,
                 lengths estimated without opening images) + trim_logits
   mllm_random   the same with --train_sampling_strategy random (padding like TRL's default)
+  mllm_packed   random sampling, each batch's 8 samples packed into rows of at most 640 tokens (the longest
+                sample is 632): positions restart per sample, attention blocked between samples
   trl_default   the anchor's `baseline` (TRL SFTTrainer, random sampler, right padding to the batch's longest)
   trl_grouped   the anchor's `group_by_length` (transformers' LengthGroupedSampler on precomputed lengths)
 
@@ -38,7 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DEFAULT_ANCHOR = REPO.parent / 'shared' / 'bench' / 'trl'
 CONFIG = REPO / 'config' / 'bench' / 'bench_small_llava.py'
-ALL_SYSTEMS = ('mllm', 'trl_default', 'mllm_random', 'trl_grouped')
+ALL_SYSTEMS = ('mllm', 'trl_default', 'mllm_random', 'trl_grouped', 'mllm_packed')
+PACK_TOKENS = 640  # mllm_packed: the row budget (the anchor's longest sample is 632 tokens)
 TRL_CONFIG = {'trl_default': 'baseline', 'trl_grouped': 'group_by_length'}
 
 import torch  # noqa: E402
@@ -110,11 +113,18 @@ def run_mllm(system: str, anchor, model_dir: str, data_dir: Path, out_dir: str, 
             self.data_collator = timed
 
         def training_step(self, model, inputs, num_items_in_batch=None):
-            am, lab = inputs['attention_mask'], inputs['labels']
+            lab = inputs['labels']
+            rows, width = inputs['input_ids'].shape
+            if 'sample_lengths' in inputs:  # a packed batch: no attention mask, the samples' lengths recorded
+                seq_lens = [int(x) for x in inputs['sample_lengths']]
+                am = torch.ones(rows, width, dtype=torch.long)  # for kept_logits: every position is a row slot
+            else:
+                am = inputs['attention_mask']
+                seq_lens = [int(x) for x in am.sum(1)]
             image_id = self.accelerator.unwrap_model(model).config.image_token_index
             self.bench_batches.append({
-                'bsz': int(am.shape[0]), 'seq_len': int(am.shape[1]), 'seq_lens': [int(x) for x in am.sum(1)],
-                'real_tokens': int(am.sum()), 'padded_tokens': int(am.numel()),
+                'bsz': int(rows), 'seq_len': int(width), 'seq_lens': seq_lens,
+                'real_tokens': sum(seq_lens), 'padded_tokens': int(rows * width),
                 'image_tokens': int((inputs['input_ids'] == image_id).sum()),
                 'supervised_tokens': int((lab[:, 1:] != -100).sum()),
                 'images': int(inputs['pixel_values'].shape[0]) if 'pixel_values' in inputs else 0,
@@ -125,8 +135,10 @@ def run_mllm(system: str, anchor, model_dir: str, data_dir: Path, out_dir: str, 
             return out
 
     strategy = 'group_by_length' if system == 'mllm' else 'random'
+    packing = [f'data_args.collator_kwargs.pack_tokens={PACK_TOKENS}'] if system == 'mllm_packed' else []
     argv = [str(CONFIG), '--cfg-options', f'model_args.model_name_or_path={model_dir}',
             f'data_args.train.filename={data_dir}/llava_format.json', f'data_args.train.image_folder={data_dir}',
+            *packing,
             '--max_steps', str(warmup + steps), '--output_dir', out_dir, '--train_sampling_strategy', strategy]
     finetune.MllmTrainer = BenchTrainer
     anchor.reset_peak_rss()
