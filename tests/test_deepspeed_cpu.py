@@ -57,6 +57,7 @@ def _run(root, out, engine=None, processes=1, extra=()):
     run = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-4000:]
+    # the ranks seen and their world size: a launcher that quietly starts one process fails here
     ranks = sorted(set(re.findall(r'rank (\d+) of (\d+) \(DistributedType\.(\w+)\)', log)))
     kind = 'DEEPSPEED' if engine else 'NO'
     assert ranks == [(str(r), str(processes), kind) for r in range(processes)], log[-3000:]
