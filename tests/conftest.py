@@ -6,6 +6,7 @@ os.environ['HF_HUB_OFFLINE'] = '1'
 os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
 
 import pytest
+import torch
 from hypothesis import settings
 from PIL import Image
 
@@ -66,3 +67,13 @@ def rec_data(tmp_path):
     jsonl = write_rec_files(tmp_path)
     return {'jsonl': str(jsonl), 'image_folder': str(tmp_path / 'images'), 'records': REC_RECORDS,
             'root': tmp_path}
+
+
+@pytest.fixture
+def one_thread():
+    """torch at one intra-op thread for the test, restored afterwards: tiny models gain nothing from more, and on a
+    busy 2-core machine two threads per op thrash (tiny generation measured ~30x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,7 +1,8 @@
 """Helpers shared by the tests: JSON / JSON-lines fixtures written as the converters write them (UTF-8,
 ensure_ascii=False, one record a line, each line ending in a newline), plain fixture images, and the runs
-of trained label positions of a rendered sample."""
+of trained label positions of a rendered sample, and a free TCP port for multi-process launches."""
 import json
+import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -68,3 +69,10 @@ def label_runs(labels) -> list[list[int]]:
             runs.append(current)
             current = []
     return runs + ([current] if current else [])
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (torchrun's --master_port 0 hangs with torch 2.13: the workers never meet)."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]

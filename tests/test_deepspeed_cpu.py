@@ -13,11 +13,12 @@ Every run asserts the number of ranks it ran with from the `rank r of N (Distrib
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 
 import pytest
+
+from tests.helpers import free_port
 
 pytest.importorskip('deepspeed', reason='the deepspeed extra (pip install mllm[deepspeed]) is part of [test]')
 pytestmark = pytest.mark.slow
@@ -28,10 +29,6 @@ DEMO_CONFIG = os.path.join(REPO, 'config', 'demo', 'shapes_rec_tiny_llava.py')
 STEPS = 4
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def _overrides(root):
@@ -46,7 +43,7 @@ def _run(root, out, engine=None, processes=1, extra=()):
     if engine:
         launcher = [sys.executable, '-m', 'accelerate.commands.launch', '--config_file',
                     os.path.join('accelerate_config', f'ds_{engine}.yaml'), '--num_processes', str(processes),
-                    '--main_process_port', str(_free_port())]
+                    '--main_process_port', str(free_port())]
     else:
         launcher = [sys.executable]
     cmd = [*launcher, FINETUNE, DEMO_CONFIG, '--cfg-options', *_overrides(root),

@@ -33,11 +33,12 @@ Findings this file pins down:
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 
 import pytest
+
+from tests.helpers import free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(REPO, 'tests', 'fsdp2_worker.py')
@@ -51,10 +52,6 @@ WHOLE_BATCH_PARAM_ATOL = 0.1 * LR
 TIMEOUT = 300  # the launch takes ~35 s on 2 cores
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope='module')
@@ -62,7 +59,7 @@ def ranks(tmp_path_factory):
     """{rank: {family: result}} from one 2-process launch of tests/fsdp2_worker.py."""
     out = tmp_path_factory.mktemp('fsdp2')
     log = out / 'launch.log'
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', str(_free_port()),
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', str(free_port()),
            WORKER, str(out), *FAMILIES]
     env = dict(os.environ, HF_HUB_OFFLINE='1', OMP_NUM_THREADS='1', TOKENIZERS_PARALLELISM='false',
                FSDP2_WORKER_DUMP_AFTER=str(TIMEOUT - 60))  # a hang prints every rank's stack into the log

@@ -12,6 +12,7 @@ import yaml
 
 from mllm.config import ConfigError
 from mllm.config.launch_consistency import launcher_engine, reconcile_with_launcher
+from tests.helpers import free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEEPSPEED = {'ACCELERATE_USE_DEEPSPEED': 'true', 'ACCELERATE_MIXED_PRECISION': 'no'}
@@ -93,12 +94,7 @@ def _gather_worker(rank, port, out):
 
 
 def test_skipped_training_samples_are_counted_over_every_rank(tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
-    mp.spawn(_gather_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_gather_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
     expected = ['rank 0: sample 0', 'rank 1: sample 0', 'rank 1: sample 1']
     for rank in range(2):
         world, gathered = json.load(open(tmp_path / f'{rank}.json'))

@@ -10,7 +10,6 @@ import math
 import os
 
 import pytest
-import torch
 from mmengine.config import Config
 
 from mllm.demo.isekai_synth import generate_isekai_synth
@@ -128,14 +127,6 @@ def workdir(tmp_path_factory):
     return work
 
 
-@pytest.fixture
-def one_thread():
-    # Tiny models gain nothing from intra-op threads, and on a busy 2-core machine two threads per op thrash
-    # (generation ~30x slower measured); restored afterwards.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.slow

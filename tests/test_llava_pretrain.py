@@ -34,12 +34,6 @@ GPUS = 32  # sbatch --nodes 4, 8 GPUs a node: the launch the full configs are si
 PROJECTOR = 'model.multi_modal_projector.'
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # -- (a) the full-size configs ----------------------------------------------------------------------------

@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from mllm.engine.checkpoint import (
     load_checkpoint_weights,
     saved_to_model_names,
 )
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,7 @@ def _command(setting, root, out, config):
     batch = 8
     if setting == 'two_processes':
         launcher = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port',
-                    str(_free_port())]
+                    str(free_port())]
         batch = 4  # the same global batch as one process
     overrides = _data_overrides(root)
     if setting == 'mixture_grouped':
@@ -75,10 +75,6 @@ def _command(setting, root, out, config):
             '--save_total_limit', '3', '--eval_strategy', 'no', '--do_eval', 'False', '--output_dir', out]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def _env():
