@@ -133,7 +133,11 @@ run_or_print() {
   local level=$1
   shift
   if [ "${MLLM_LAUNCH_DRY_RUN:-0}" = 1 ] || [ "${MLLM_LAUNCH_DRY_RUN:-0}" = "$level" ]; then
-    printf 'mllm-launch-exec:'; printf ' %q' "$@"; printf '\n'
+    # one write for the whole line: the ranks of a dry mpirun print at the same time, and separate writes
+    # interleave between them
+    local line
+    line=$(printf ' %q' "$@")
+    printf 'mllm-launch-exec:%s\n' "$line"
     exit 0
   fi
   exec "$@"

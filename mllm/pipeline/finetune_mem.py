@@ -35,4 +35,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    finetune.run_as_script(main)
