@@ -105,6 +105,7 @@ def canonical_boxes(boxes: list, boxes_seq: list[list[int]]) -> tuple[list[list[
 
 class _FlickrBase(AnnotationDataset):
     required_fields = ('image_id', 'sentence', 'boxes', 'boxes_seq')
+    records_in_memory = True  # boxes are made canonical in place at load
 
     def __init__(self, filename: str, image_folder: str | None = None, template_file: str | None = None,
                  seed: int = 0):

@@ -50,6 +50,7 @@ class GPT4GenDataset(AnnotationDataset):
     """Shikra's GPT4Gen (BoxCoT / RD BoxCoT) questions in one of `VERSIONS`; see the module docstring."""
 
     required_fields = ('img_path', 'boxes', 'question')
+    records_in_memory = True  # the box sequences are filled in place at load
     template_placeholders = (IMAGE_PLACEHOLDER, QUESTION_PLACEHOLDER)
 
     def __init__(self, filename: str, image_folder: str, version: str = 'bc', template_file: str | None = None,

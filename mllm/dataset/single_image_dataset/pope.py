@@ -20,6 +20,7 @@ class POPEDataset(AnnotationDataset):
     """One item per POPE question; images from `image_folder` (the COCO val2014 folder)."""
 
     required_fields = ('question_id', 'image', 'text', 'label')
+    records_in_memory = True  # labels are normalised in place at load
     template_placeholders = (IMAGE_PLACEHOLDER, QUESTION_PLACEHOLDER)
 
     def __init__(self, filename: str, image_folder: str, template_file: str = 'POPE.json',
