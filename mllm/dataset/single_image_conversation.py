@@ -67,6 +67,7 @@ class SingleImageConvDataset(Dataset):
     an episode longer than max_length is rebuilt with fewer shots per concept (raw datasets with
     `item_with_shots`, e.g. ISEKAI / LCL episodes) until it fits, logged and counted in `reduced`; in
     evaluation, or when even one shot does not fit, it is a TooLongError naming the sample.
+    token_cache: a directory for the persistent tokenisation cache (dataset/token_cache.py); None: off.
     """
 
     accepts_video = False  # a media given as a list of frames (Flamingo-style renderers accept it)
@@ -74,7 +75,8 @@ class SingleImageConvDataset(Dataset):
     def __init__(self, dataset, preprocessor: dict, mode: str = 'train', name: str | None = None,
                  conv_template: str = 'vicuna_v1.1', conv_overrides: dict | None = None,
                  transform: dict | None = None, max_length: int = 2048, box_tolerance: float = 1.0,
-                 on_bad_sample: str = 'raise', in_context_loss: bool = False, reduce_shots_to_fit: bool = True):
+                 on_bad_sample: str = 'raise', in_context_loss: bool = False, reduce_shots_to_fit: bool = True,
+                 token_cache: str | None = None):
         if mode not in ('train', 'eval'):
             raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
         if on_bad_sample not in BAD_SAMPLE_POLICIES:
@@ -102,6 +104,11 @@ class SingleImageConvDataset(Dataset):
         self.reduce_shots_to_fit = reduce_shots_to_fit
         self.reduced: list[str] = []
         self.skipped: list[str] = []
+        self.token_cache = None
+        if token_cache is not None:
+            from .token_cache import TokenCache, dataset_namespace
+
+            self.token_cache = TokenCache(token_cache, dataset_namespace(self)[0])
 
     def _token_id(self, token: str) -> int:
         token_id = self.tokenizer.convert_tokens_to_ids(token)
@@ -219,8 +226,7 @@ class SingleImageConvDataset(Dataset):
         if self.mode == 'train':
             sample['labels'] = labels
         else:
-            ref_ids = self.tokenizer(reference, add_special_tokens=False)['input_ids']
-            sample['labels'] = torch.tensor(ref_ids, dtype=torch.long)
+            sample['labels'] = self.reference_ids(reference)
         return sample
 
     def process_images(self, images) -> torch.Tensor | None:
@@ -282,7 +288,31 @@ class SingleImageConvDataset(Dataset):
             ids, offsets = [self.bos_token_id, *ids], [(0, 0), *offsets]
         return ids, offsets
 
+    def reference_ids(self, reference: str) -> torch.Tensor:
+        """The evaluation reference's ids (no special tokens), through the token cache when there is one."""
+        cache = self.token_cache
+        key = cache.key('reference', reference) if cache is not None else None
+        if cache is not None and (hit := cache.get(key)) is not None:
+            return hit[0]
+        ids = torch.tensor(self.tokenizer(reference, add_special_tokens=False)['input_ids'], dtype=torch.long)
+        if cache is not None:
+            cache.put(key, ids, ids[:0])
+        return ids
+
     def tokenize(self, text: str, spans, where: str, truncate: bool = True):
+        """(input_ids, labels) of a rendered text; read from / written to the token cache when there is one."""
+        cache = self.token_cache
+        if cache is None:
+            return self._tokenize(text, spans, where, truncate)
+        key = cache.key('sample', text, [list(s) for s in spans], self.mode, bool(truncate))
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+        input_ids, labels = self._tokenize(text, spans, where, truncate)  # an error raises before any put
+        cache.put(key, input_ids, labels)
+        return input_ids, labels
+
+    def _tokenize(self, text: str, spans, where: str, truncate: bool = True):
         ids, offsets = self._encode(text)
         labels = [IGNORE_INDEX] * len(ids)
         for start, end in spans:
