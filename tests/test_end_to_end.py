@@ -26,9 +26,10 @@ def _data_overrides(root):
     ]
 
 
-# Mean training loss of every 4 steps of the `trained` fixture, recorded on 2026-12-01 (same on repeated runs).
-RECORDED_LOSSES = [7.589395523071289, 5.934667110443115, 4.461718559265137, 3.4241456985473633, 2.9055371284484863,
-                   2.6763854026794434]
+# Mean training loss of every 4 steps of the `trained` fixture, recorded on 2026-12-01 (same on repeated runs)
+# after the demo's questions moved before the image (REC_shapes.json).
+RECORDED_LOSSES = [7.579656600952148, 5.924345970153809, 4.521107196807861, 3.485445022583008, 2.9645137786865234,
+                   2.731152057647705]
 
 
 @pytest.fixture(scope='module')
@@ -52,7 +53,7 @@ def test_training_writes_state_model_and_curve(trained):
     assert state['global_step'] == 24 and len(losses) == 6
     # The trajectory recorded with this seed (fp32, CPU). A change of masking, data order, templates or
     # initialisation moves it by more than the tolerance: another --data_seed alone moved one point by 0.66 %.
-    assert losses == pytest.approx(RECORDED_LOSSES, rel=2e-3)
+    assert losses == pytest.approx(RECORDED_LOSSES, rel=2e-3), repr(losses)
     assert json.load(open(os.path.join(out, 'train_results.json')))['train_skipped_samples'] == 0
 
 

@@ -111,3 +111,24 @@ def test_a_packed_batch_is_counted_by_its_samples_not_its_rows():
     batch = {'input_ids': torch.zeros(2, 10, dtype=torch.long), 'sample_lengths': torch.tensor([6, 4, 7]),
              'pixel_values': torch.zeros(3, 3, 8, 8)}
     assert batch_summary(batch) == {'seq_lens': [6, 4, 7], 'padded_len': 10, 'rows': 2, 'images': 3}
+
+
+def test_an_mfu_above_one_is_flagged_once_as_a_busy_peak(caplog):
+    """A peak measured while the machine was busy makes MFU exceed 1 later: that is warned about, once."""
+    from types import SimpleNamespace
+
+    callback = ThroughputCallback()
+    callback.counter, callback.peak = object(), 10.0  # 10 GFLOP/s
+    args = SimpleNamespace(world_size=1, device='cpu')
+    acc = {'real': 90, 'padded': 100, 'flops_real': 18e9, 'flops_padded': 20e9, 'steps': 1}
+    with caplog.at_level('WARNING', logger='mllm.engine.throughput'):
+        figures = callback._figures(acc, 1.0, args)  # 20 GFLOP in 1 s against a 10 GFLOP/s peak
+        callback._figures(acc, 1.0, args)
+    assert figures['mfu_padded'] == pytest.approx(2.0) and figures['mfu_real'] == pytest.approx(1.8)
+    warnings = [r for r in caplog.records if 'above 1' in r.getMessage()]
+    assert len(warnings) == 1 and 'MLLM_MATMUL_PEAK_GFLOPS' in warnings[0].getMessage()
+    quiet = ThroughputCallback()
+    quiet.counter, quiet.peak = object(), 100.0
+    caplog.clear()
+    quiet._figures(acc, 1.0, args)
+    assert not caplog.records

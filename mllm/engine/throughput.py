@@ -34,6 +34,7 @@ formula (perceiver resampler, gated cross-attention every k layers, media-depend
 """
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import time
@@ -42,6 +43,7 @@ from dataclasses import dataclass
 import torch
 from transformers import TrainerCallback
 
+logger = logging.getLogger(__name__)
 _PEAK_CACHE: dict = {}
 
 
@@ -195,6 +197,7 @@ class ThroughputCallback(TrainerCallback):
     def __init__(self):
         self.counter, self.note, self.peak = None, None, None
         self._window = self._total = None
+        self._warned_peak = False
 
     @staticmethod
     def _zero() -> dict:
@@ -236,6 +239,13 @@ class ThroughputCallback(TrainerCallback):
         if self.counter is not None and self.peak:  # without a FLOP formula there is no MFU key (mfu_note says why)
             out['mfu_real'] = acc['flops_real'] / seconds / 1e9 / self.peak
             out['mfu_padded'] = acc['flops_padded'] / seconds / 1e9 / self.peak
+            if out['mfu_padded'] > 1 and not self._warned_peak:
+                # Not a real figure: the peak was measured while other work held the cores (seen: 1.5 after a
+                # peak measured under load). Say so once rather than let it pass as an achievement.
+                self._warned_peak = True
+                logger.warning('MFU %.2f is above 1: the matmul peak (%.1f GFLOP/s) was measured while the machine '
+                               'was busier than it is now; set MLLM_MATMUL_PEAK_GFLOPS to an idle measurement for '
+                               'comparable figures', out['mfu_padded'], self.peak)
         return out
 
     def on_log(self, args, state, control, logs=None, **kwargs):
