@@ -2,6 +2,7 @@
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 
@@ -77,8 +78,8 @@ def test_multitest_jsonl_and_metrics(trained):
     assert results['multitest_shapes_test_parse_failures'] == sum(r['parse_failed'] for r in rows)
 
 
-def _predict(out, root, pred_dir, batch_size):
-    main([DEMO_CONFIG, '--cfg-options', *_data_overrides(root), f'model_args.model_name_or_path={out}',
+def _predict(out, root, pred_dir, batch_size, *options):
+    main([DEMO_CONFIG, '--cfg-options', *_data_overrides(root), f'model_args.model_name_or_path={out}', *options,
           '--do_train', 'False', '--per_device_eval_batch_size', str(batch_size), '--output_dir', pred_dir])
     return read_jsonl(os.path.join(pred_dir, 'multitest_shapes_test_extra_prediction.jsonl'))
 
@@ -115,11 +116,16 @@ LAUNCHERS = {
 @pytest.mark.parametrize('launcher', sorted(LAUNCHERS))
 def test_two_cpu_processes_predict_like_one(trained, tmp_path, launcher):
     """2 gloo ranks, 12 samples at batch 5 (shards of 7 and 5, the last batch padded with duplicates):
-    the gathered JSONL equals the 1-process one, in order, without the padding duplicates."""
+    the gathered JSONL equals the 1-process one, in order, without the padding duplicates. Each rank leaves
+    through os._exit (finetune.run_as_script): its token-cache entries must still reach the file."""
+    from mllm.dataset import token_cache
+
     _, root = trained
-    single = _predict('tiny', root, str(tmp_path / 'one'), batch_size=5)
+    single = _predict('tiny', root, str(tmp_path / 'one'), 5, f'model_args.conv_args.token_cache={tmp_path}/c1')
+    token_cache.close_all()  # in-process: write what a process end would
     cmd = [*LAUNCHERS[launcher], os.path.join(REPO, 'mllm', 'pipeline', 'finetune.py'), DEMO_CONFIG,
            '--cfg-options', *_data_overrides(root), 'model_args.model_name_or_path=tiny',
+           f'model_args.conv_args.token_cache={tmp_path}/c2',
            '--do_train', 'False', '--per_device_eval_batch_size', '5', '--output_dir', str(tmp_path / 'two')]
     run = subprocess.run(cmd, cwd=REPO, env=dict(os.environ, HF_HUB_OFFLINE='1'), capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -132,6 +138,9 @@ def test_two_cpu_processes_predict_like_one(trained, tmp_path, launcher):
         assert [r['id'] for r in double] == list(range(12))
         assert double == read_jsonl(str(tmp_path / 'one' / f'{prefix}_extra_prediction.jsonl'))
     assert double == single
+    keys = [{k for (k,) in sqlite3.connect(tmp_path / c / token_cache.DB_NAME).execute('SELECT key FROM entries')}
+            for c in ('c1', 'c2')]
+    assert len(keys[0]) >= 12 and keys[1] == keys[0]  # both ranks' shards were written
 
 
 def test_predict_without_a_test_set_names_the_missing_key(trained, tmp_path):

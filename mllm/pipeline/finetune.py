@@ -139,14 +139,17 @@ def end_process_group() -> None:
     right after the barrier instead: torch 2.13's gloo backend can abort a rank while it shuts the group down or
     the interpreter finalises ('terminate called without an active exception': about 1 launch in 6 with the
     group left open, still about 1 in 30 CI launches after destroy_process_group), failing a run whose work is
-    all done. Every output file has been written and closed through `with` blocks by then; logging and stdio
-    are flushed here, and the other ranks' connections close with the process."""
+    all done. Every output file has been written and closed through `with` blocks by then; the token cache,
+    logging and stdio are flushed here, and the other ranks' connections close with the process."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):
         return
     dist.barrier()
     if _AS_SCRIPT:
+        token_cache = sys.modules.get('mllm.dataset.token_cache')
+        if token_cache is not None:  # its atexit writer would not run after os._exit
+            token_cache.close_all()
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
