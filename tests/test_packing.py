@@ -1,4 +1,5 @@
-"""Multimodal packing (Collator(pack_tokens=...), LLaVA family): samples share rows without seeing each other.
+"""Multimodal packing (Collator(pack_tokens=...), LLaVA family; the Flamingo family: test_flamingo_packing.py): samples
+share rows without seeing each other.
 
 - the loss and every gradient of a packed batch equal those of the same samples padded one per row (the loss is
   the mean over the batch's label tokens in both cases, so the comparison is exact up to float order);
@@ -137,8 +138,3 @@ def test_a_sample_that_starts_with_a_label_is_refused(tiny):
     with pytest.raises(ValueError, match='sample 1 of the batch starts with a label'):
         Collator(family.tokenizer.pad_token_id, 'right', pack_tokens=10 ** 6)(samples)
 
-
-def test_flamingo_refuses_packing_with_the_reason():
-    _, family = build_model({'type': 'openflamingo', 'model_name_or_path': 'tiny'})
-    with pytest.raises(ValueError, match='LLaVA family only'):
-        family.collator('train', pack_tokens=512)

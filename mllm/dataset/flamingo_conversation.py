@@ -11,13 +11,15 @@ differs for a Flamingo-style model:
   one sample with fewer frames than the longest are padded by repeating their last frame (a zero
   frame would add meaningless features to the perceiver's input; a repeated one adds none new).
 `FlamingoCollator` pads T_img and F across the batch with zeros; padded media are never referenced
-by a media token, so the model never attends to them.
+by a media token, so the model never attends to them. With `pack_tokens` (engine/collator.py) a packed
+row's media are its samples' media in token order, and the model starts each sample's media time at
+that sample's own first image (`packed_text_time`), so no token cross-attends to another sample's image.
 """
 from __future__ import annotations
 
 import torch
 
-from ..engine.collator import Collator
+from ..engine.collator import Collator, pack_rows
 from .single_image_conversation import SingleImageConvDataset
 from .validation import InvalidSampleError
 
@@ -61,24 +63,30 @@ class FlamingoConvDataset(SingleImageConvDataset):
 class FlamingoCollator(Collator):
     """Collator whose `pixel_values` are (B, T_img, F, C, H, W), zero-padded over media and frames."""
 
-    def __init__(self, *args, pack_tokens=None, **kwargs):
-        if pack_tokens is not None:  # its media are indexed per row (cross-attention to the row's images)
-            raise ValueError('collator_kwargs.pack_tokens: packing is implemented for the LLaVA family only; a '
-                             'Flamingo row attends to its own images by row, so packed samples would see each '
-                             "other's images")
-        super().__init__(*args, **kwargs)
-
     def __call__(self, samples: list[dict]) -> dict:
         stacks = [s.get('pixel_values') for s in samples]
         batch = super().__call__([{k: v for k, v in s.items() if k != 'pixel_values'} for s in samples])
+        if 'sample_lengths' in batch:  # packed: a row's media are its samples' media in token order
+            rows = pack_rows([len(s['input_ids']) for s in samples], self.pack_tokens)
+            stacks = [self._row_media([stacks[i] for i in row]) for row in rows]
         present = [p for p in stacks if p is not None]
         if present:
             num_media = max(p.shape[0] for p in present)
             num_frames = max(p.shape[1] for p in present)
             shape = present[0].shape[2:]
-            out = torch.zeros(len(samples), num_media, num_frames, *shape, dtype=present[0].dtype)
+            out = torch.zeros(len(stacks), num_media, num_frames, *shape, dtype=present[0].dtype)
             for row, p in enumerate(stacks):
                 if p is not None:
                     out[row, :p.shape[0], :p.shape[1]] = p
             batch['pixel_values'] = out
         return batch
+
+    @staticmethod
+    def _row_media(stacks: list) -> torch.Tensor | None:
+        """One packed row's (T, F, C, H, W): its samples' media one after the other, frames padded by zeros."""
+        present = [p for p in stacks if p is not None]
+        if not present:
+            return None
+        frames = max(p.shape[1] for p in present)
+        return torch.cat([torch.cat([p, p.new_zeros(p.shape[0], frames - p.shape[1], *p.shape[2:])], dim=1)
+                          for p in present])

@@ -10,13 +10,14 @@ Generation batches also carry `sample_index` (the position of each sample in the
 predicted, when the trainer's index wrapper provides it) and `skipped` (1 for the stand-in of a
 sample the dataset skipped), so predictions can be put back in dataset order after gathering.
 
-`pack_tokens` (training only, LLaVA family): samples are packed into rows of at most `pack_tokens` tokens (first
-fit, longest first; a longer sample gets a row of its own) instead of one padded row each. Each sample keeps its
-own positions (`position_ids` restart at 0), and there is no `attention_mask`: transformers then reads the restarts
-as sample borders and blocks attention across them (a block-diagonal causal mask under SDPA and eager, varlen
-under flash-attn), with `use_cache=False` so that it does. Images stay in token order (row by row). A sample's
-first token is never a label, so no loss crosses a border (checked). The loss is the mean over the batch's label
-tokens, packed or not, so a packed batch gives the unpacked batch's loss and gradients.
+`pack_tokens` (training only; the LLaVA family, and the Flamingo family through FlamingoCollator): samples are
+packed into rows of at most `pack_tokens` tokens (first fit, longest first; a longer sample gets a row of its own)
+instead of one padded row each. Each sample keeps its own positions (`position_ids` restart at 0), and there is no
+`attention_mask`: transformers then reads the restarts as sample borders and blocks attention across them (a block-
+diagonal causal mask under SDPA and eager, varlen under flash-attn), with `use_cache=False` so that it does. Images
+stay in token order (row by row). A sample's first token is never a label, so no loss crosses a border (checked).
+The loss is the mean over the batch's label tokens, packed or not, so a packed batch gives the unpacked batch's loss
+and gradients.
 
 `trim_logits` (training only): a loss is taken only where the next token is a label, so the model is asked for
 the logits of exactly those positions, row by row (a boolean `logits_to_keep`, which transformers' causal LMs

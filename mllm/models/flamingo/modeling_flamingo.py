@@ -74,6 +74,17 @@ def media_text_time(input_ids: torch.Tensor, media_token_id: int, media_offset: 
     return text_time
 
 
+def packed_text_time(input_ids: torch.Tensor, media_token_id: int, position_ids: torch.Tensor) -> torch.Tensor:
+    """media_text_time for packed rows (samples back to back, `position_ids` restarting at 0 per sample): a token
+    before its own sample's first image gets 0, not the previous sample's last image. The media index stays
+    row-wide (the collator stacks a row's media in token order)."""
+    is_media = (input_ids == media_token_id).long()
+    text_time = is_media.cumsum(-1)
+    # media of the row before each sample's first token, carried forward over the sample (counts only grow)
+    before = torch.where(position_ids == 0, text_time - is_media, torch.zeros_like(text_time)).cummax(-1).values
+    return torch.where(text_time > before, text_time, torch.zeros_like(text_time))
+
+
 def _gated_cross_attn_pre_hook(layer, args, kwargs):
     """Run the layer's gated cross-attention block on its input hidden states (see module docstring)."""
     block = layer.gated_cross_attn
@@ -245,7 +256,14 @@ class OpenFlamingoForConditionalGeneration(FlamingoPreTrainedModel, GenerationMi
         if media_features is not None and self.config.media_token_id is None:
             raise ValueError('config.media_token_id is not set')
         media_id = self.config.media_token_id if self.config.media_token_id is not None else -1
-        text_time = media_text_time(input_ids, media_id, media_offset)
+        # Packed rows (the collator's pack_tokens): restarting positions without an attention mask or cache.
+        packed = (position_ids is not None and attention_mask is None and cache is None and media_offset is None
+                  and bool((position_ids[:, 1:] == 0).any()))
+        if packed and not self.config.only_attend_immediate_media:
+            raise ValueError('packed rows need only_attend_immediate_media=True: a token attending to every earlier '
+                             "image of its row would see the previous samples' images")
+        text_time = (packed_text_time(input_ids, media_id, position_ids) if packed
+                     else media_text_time(input_ids, media_id, media_offset))
         if pixel_values is not None and int(text_time[:, -1].max()) > media_features.shape[1]:
             raise ValueError(f'a sample has {int(text_time[:, -1].max())} <image> tokens but pixel_values '
                              f'holds {media_features.shape[1]} media per sample')
