@@ -1,6 +1,7 @@
 """Helpers shared by the tests: JSON / JSON-lines fixtures written as the converters write them (UTF-8,
 ensure_ascii=False, one record a line, each line ending in a newline), plain fixture images, and the runs
-of trained label positions of a rendered sample, and a free TCP port for multi-process launches."""
+of trained label positions of a rendered sample, a free TCP port for multi-process launches, and for the packing
+and Flamingo tests: each sample's logits cut out of packed rows, and a tiny Flamingo with its gates opened."""
 import json
 import socket
 from collections.abc import Callable, Iterable
@@ -76,3 +77,33 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+def packed_sample_logits(logits, rows: list[list[int]], lengths: list[int]) -> dict:
+    """{sample: its logits} cut out of (rows, width, vocab) `logits` whose row r holds the samples rows[r] back to
+    back (one sample a row when unpacked)."""
+    out = {}
+    for r, row in enumerate(rows):
+        at = 0
+        for i in row:
+            out[i] = logits[r, at:at + lengths[i]]
+            at += lengths[i]
+    return out
+
+
+def open_flamingo_gates(model, seed: int = 0, std: float = 0.3):
+    """Open a Flamingo model's gates and draw larger cross-attention and perceiver weights, so that images visibly
+    change its predictions (at init the gates are 0 and the perceiver's output is mostly its latents)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, block in model.gated_cross_attn_blocks():
+            block.attn_gate.fill_(1.0)
+            block.ff_gate.fill_(0.5)
+            for lin in (block.attn.to_q, block.attn.to_kv, block.attn.to_out):
+                lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * std)
+        for attn, _ in model.perceiver.layers:
+            for lin in (attn.to_q, attn.to_kv, attn.to_out):
+                lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * std)
+    return model

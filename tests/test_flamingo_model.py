@@ -17,30 +17,15 @@ from mllm.models.flamingo import (
     format_trainable_table,
     tiny_flamingo_config,
 )
+from tests.helpers import open_flamingo_gates
 
 VOCAB = 1000
 MEDIA, EOC, PAD = VOCAB - 2, VOCAB - 1, 0
 
 
-def _activate(model, seed=0, std=0.3):
-    """Open the gates and draw larger cross-attention weights so images visibly change predictions."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, block in model.gated_cross_attn_blocks():
-            block.attn_gate.fill_(1.0)
-            block.ff_gate.fill_(0.5)
-            for lin in (block.attn.to_q, block.attn.to_kv, block.attn.to_out):
-                lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * std)
-        # At init the perceiver's output is mostly its latents; let the images through.
-        for attn, _ in model.perceiver.layers:
-            for lin in (attn.to_q, attn.to_kv, attn.to_out):
-                lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * std)
-    return model
-
-
 def _model(text='llama', family='openflamingo', active=True, **kw):
     model = build_tiny_flamingo(VOCAB, text_model_type=text, family=family, **kw).eval()
-    return _activate(model) if active else model
+    return open_flamingo_gates(model) if active else model
 
 
 def _images(batch, n, seed=0, frames=1):

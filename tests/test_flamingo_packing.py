@@ -16,28 +16,14 @@ from mllm.dataset.root import IGNORE_INDEX
 from mllm.engine.collator import pack_rows
 from mllm.models import build_model
 from mllm.models.flamingo.modeling_flamingo import packed_text_time
-
-
-def _open_gates(model, seed=0, std=0.3):
-    """Gates open and larger cross-attention / perceiver weights, so that images visibly change the logits."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, block in model.gated_cross_attn_blocks():
-            block.attn_gate.fill_(1.0)
-            block.ff_gate.fill_(0.5)
-            for lin in (block.attn.to_q, block.attn.to_kv, block.attn.to_out):
-                lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * std)
-        for attn, _ in model.perceiver.layers:
-            for lin in (attn.to_q, attn.to_kv, attn.to_out):
-                lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * std)
-    return model
+from tests.helpers import open_flamingo_gates, packed_sample_logits
 
 
 @pytest.fixture(scope='module')
 def tiny():
     torch.manual_seed(0)
     model, family = build_model({'type': 'openflamingo', 'model_name_or_path': 'tiny'})
-    return _open_gates(model).train(), family
+    return open_flamingo_gates(model).train(), family
 
 
 # (text before the first image, number of images, prompt after each image, answer). Sample 2 starts with text.
@@ -73,14 +59,7 @@ def _per_sample_logits(model, batch, rows, lengths):
     """Each sample's logits, cut out of its row (packed) or its own row (unpacked)."""
     inputs = {k: v for k, v in batch.items() if k not in ('sample_lengths', 'labels')}
     with torch.no_grad():
-        logits = model(**inputs).logits
-    out = {}
-    for r, row in enumerate(rows):
-        at = 0
-        for i in row:
-            out[i] = logits[r, at:at + lengths[i]]
-            at += lengths[i]
-    return out
+        return packed_sample_logits(model(**inputs).logits, rows, lengths)
 
 
 def test_packed_batch_gives_the_unpacked_loss_and_gradients(tiny):

@@ -13,6 +13,7 @@ import torch
 from mllm.dataset.root import IGNORE_INDEX
 from mllm.engine.collator import Collator, pack_rows
 from mllm.models import build_model
+from tests.helpers import packed_sample_logits
 
 
 @pytest.fixture(scope='module')
@@ -75,14 +76,7 @@ def test_packed_batch_gives_the_unpacked_loss_and_gradients(tiny):
 
 def _per_sample_logits(model, batch, rows, lengths):
     with torch.no_grad():
-        logits = model(**_model_inputs(batch)).logits
-    out = {}
-    for r, row in enumerate(rows):
-        at = 0
-        for i in row:
-            out[i] = logits[r, at:at + lengths[i]]
-            at += lengths[i]
-    return out
+        return packed_sample_logits(model(**_model_inputs(batch)).logits, rows, lengths)
 
 
 def test_changing_one_packed_sample_leaves_the_others_unchanged(tiny):
