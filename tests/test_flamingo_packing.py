@@ -137,3 +137,14 @@ def test_the_family_collator_packs(tiny):
     _, family = tiny
     collate = family.collator('train', pack_tokens=512)
     assert type(collate).__name__ == 'FlamingoCollator' and collate.pack_tokens == 512
+
+
+@pytest.mark.parametrize('module', ['mllm.dataset.flamingo_conversation', 'mllm.engine.collator', 'mllm.engine'])
+def test_the_renderer_and_the_collator_import_first_in_a_fresh_interpreter(module):
+    """They once formed a cycle (engine/__init__ imported the trainer, which imports the models and their
+    renderers), so importing the Flamingo renderer before anything else failed."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, '-c', f'import {module}'], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
