@@ -1,7 +1,8 @@
 """Helpers shared by the tests: JSON / JSON-lines fixtures written as the converters write them (UTF-8,
 ensure_ascii=False, one record a line, each line ending in a newline), plain fixture images, and the runs
 of trained label positions of a rendered sample, a free TCP port for multi-process launches, and for the packing
-and Flamingo tests: each sample's logits cut out of packed rows, and a tiny Flamingo with its gates opened."""
+and Flamingo tests: each sample's logits cut out of packed rows, a tiny Flamingo with its gates opened, and a
+list of canonical items as a raw dataset."""
 import json
 import socket
 from collections.abc import Callable, Iterable
@@ -107,3 +108,16 @@ def open_flamingo_gates(model, seed: int = 0, std: float = 0.3):
             for lin in (attn.to_q, attn.to_kv, attn.to_out):
                 lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * std)
     return model
+
+
+class ItemList:
+    """A minimal raw dataset: canonical items held in a list, returned by index."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]

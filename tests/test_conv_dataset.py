@@ -7,23 +7,10 @@ from mllm.dataset.root import IGNORE_INDEX
 from mllm.dataset.single_image_conversation import SingleImageConvDataset
 from mllm.dataset.utils.transform import Expand2square
 from mllm.dataset.validation import InvalidSampleError
-from tests.helpers import label_runs
+from tests.helpers import ItemList, label_runs
 
 SQUARE = dict(type='Expand2square')
 BOX_TEXT = '[0.104,0.219,0.521,0.583]'  # [10,5,50,40] on 96x64, padded to 96x96 (dy=16)
-
-
-class Raw:
-    """A minimal raw dataset returning canonical items."""
-
-    def __init__(self, items):
-        self.items = items
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, index):
-        return self.items[index]
 
 
 def rec_item(size=(96, 64), box=(10, 5, 50, 40), question='<image> Where is the red circle?', source='rec.jsonl:7'):
@@ -47,7 +34,7 @@ def two_round_item():
 
 def make(preprocessor, items, **kwargs):
     kwargs.setdefault('transform', SQUARE)
-    return SingleImageConvDataset(Raw(items), preprocessor, name='Raw', **kwargs)
+    return SingleImageConvDataset(ItemList(items), preprocessor, name='Raw', **kwargs)
 
 
 def test_train_labels_single_turn(preprocessor):
@@ -206,9 +193,9 @@ def test_too_many_image_placeholders_raise(preprocessor):
 
 def test_bad_mode_and_template(preprocessor):
     with pytest.raises(ValueError, match='mode'):
-        SingleImageConvDataset(Raw([]), preprocessor, mode='test')
+        SingleImageConvDataset(ItemList([]), preprocessor, mode='test')
     with pytest.raises(KeyError, match='vicuna_v2'):
-        SingleImageConvDataset(Raw([]), preprocessor, conv_template='vicuna_v2')
+        SingleImageConvDataset(ItemList([]), preprocessor, conv_template='vicuna_v2')
 
 
 def test_points_and_boxes_in_one_turn(preprocessor):

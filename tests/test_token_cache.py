@@ -13,6 +13,7 @@ from mllm.dataset.single_image_conversation import MisalignedSampleError, Single
 from mllm.dataset.single_image_dataset.rec import RECDataset
 from mllm.demo.shapes import generate_shapes_dataset
 from mllm.demo.tiny_tokenizer import build_tiny_tokenizer
+from tests.helpers import ItemList
 
 SQUARE = dict(type='Expand2square')
 
@@ -147,17 +148,6 @@ def test_forked_workers_write_concurrently_and_a_reader_sees_everything(shapes, 
     assert reader.token_cache.stats() == {'hits': len(raw), 'misses': 0}
 
 
-class Raw:
-    def __init__(self, items):
-        self.items = items
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, index):
-        return self.items[index]
-
-
 def long_item(answer='yes'):
     return {'image': Image.new('RGB', (64, 64)),
             'conversations': [{'from': 'human', 'value': '<image> ' + 'the red circle is left of the blue one ' * 20},
@@ -167,7 +157,7 @@ def long_item(answer='yes'):
 @pytest.mark.parametrize('mode, error', [('eval', TooLongError), ('train', MisalignedSampleError)])
 def test_an_error_sample_raises_every_time_and_is_not_cached(preprocessor, tmp_path, mode, error):
     # 64 image tokens fit in 120, the 200-token question does not: eval refuses, train truncates the answer away
-    ds = SingleImageConvDataset(Raw([long_item()]), preprocessor, mode=mode, name='long', max_length=120,
+    ds = SingleImageConvDataset(ItemList([long_item()]), preprocessor, mode=mode, name='long', max_length=120,
                                 token_cache=str(tmp_path))
     counting = CountingTokenizer(ds.tokenizer)
     ds.tokenizer = counting
@@ -216,7 +206,7 @@ def test_flamingo_renderer_shares_the_cache(preprocessor, tmp_path):
                                 {'from': 'gpt', 'value': 'a blue card'}]}]
 
     def build(cache=None):
-        return FlamingoConvDataset(Raw(items), pre, conv_template='otter', name='ep', token_cache=cache)
+        return FlamingoConvDataset(ItemList(items), pre, conv_template='otter', name='ep', token_cache=cache)
 
     want = outputs(build())
     assert_same(outputs(build(str(tmp_path))), want)
