@@ -63,7 +63,8 @@ from mllm.engine.trainer import MllmTrainer  # noqa: E402
 from mllm.models import build_model  # noqa: E402
 from mllm.models.flamingo.builder import SPECIAL_TOKENS as FLAMINGO_NEW_TOKENS  # noqa: E402
 from mllm.models.flamingo.freezing import mask_frozen_embedding_rows  # noqa: E402
-from tests.test_conv_dataset import Raw, rec_item  # noqa: E402
+from tests.helpers import ItemList  # noqa: E402
+from tests.test_conv_dataset import rec_item  # noqa: E402
 from tests.test_flamingo_render import episode  # noqa: E402
 
 TINY = Config.fromfile(os.path.join(REPO, 'config', '_base_', 'model', 'tiny_models.py'))
@@ -103,7 +104,7 @@ def flamingo_items(start, count):
 
 def render(name, family, conv_args, mode, start, count):
     items = (flamingo_items if name in FLAMINGO else llava_items)(start, count)
-    return list(family.render(Raw(items), mode, name=f'fsdp2_{mode}', **conv_args))
+    return list(family.render(ItemList(items), mode, name=f'fsdp2_{mode}', **conv_args))
 
 
 def model_inputs(batch):

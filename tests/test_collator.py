@@ -136,12 +136,12 @@ def test_trim_logits_is_a_no_op_for_generation_batches():
 def test_trim_logits_keeps_the_flamingo_loss():
     """The Flamingo family passes the kept positions and their targets on to its language model."""
     from mllm.models import build_model
-    from tests.test_conv_dataset import Raw
+    from tests.helpers import ItemList
     from tests.test_flamingo_render import episode
 
     model, family = build_model({'type': 'openflamingo', 'model_name_or_path': 'tiny'})
     model.eval()
-    samples = list(family.render(Raw([episode(), episode()]), 'train', name='episodes'))
+    samples = list(family.render(ItemList([episode(), episode()]), 'train', name='episodes'))
     full = family.collator('train')(samples)
     trimmed = family.collator('train', trim_logits=True)(samples)
     assert int(trimmed['logits_to_keep'].sum()) == int((full['labels'] != -100).sum()) > 0

@@ -343,13 +343,13 @@ def test_converted_shikra_renders_its_own_image_layout(shikra):
     from PIL import Image
 
     from mllm.models.builder import build_model
-    from tests.test_conv_dataset import Raw
+    from tests.helpers import ItemList
 
     model, family = build_model(ConfigDict(model_name_or_path=shikra['out']))
     assert family.image_token == '<im_patch>' and family.image_wrap == ('<im_start>', '<im_end>')
     item = {'image': Image.new('RGB', (40, 40), (30, 90, 200)),
             'conversations': [{'from': 'human', 'value': '<image> what is this ?'}, {'from': 'gpt', 'value': 'a'}]}
-    sample = family.render(Raw([item]), 'eval', name='Raw')[0]
+    sample = family.render(ItemList([item]), 'eval', name='Raw')[0]
     tok = family.tokenizer
     start, patch, end = tok.convert_tokens_to_ids(['<im_start>', '<im_patch>', '<im_end>'])
     ids = sample['input_ids'].tolist()

@@ -3,7 +3,7 @@ spliced only the last image of an episode). Checked on the tiny LLaVA through th
 import torch
 from PIL import Image
 
-from tests.test_conv_dataset import Raw
+from tests.helpers import ItemList
 
 COLOURS = [(220, 20, 20), (20, 200, 40), (30, 60, 230)]
 
@@ -20,7 +20,7 @@ def episode(colours=COLOURS):
 
 
 def forward(model, family, item):
-    sample = family.render(Raw([item]), 'train', name='episode')[0]
+    sample = family.render(ItemList([item]), 'train', name='episode')[0]
     batch = family.collator('train')([sample])
     with torch.no_grad():
         out = model(**batch, output_hidden_states=True)

@@ -9,8 +9,7 @@ from PIL import Image
 from mllm.dataset.flamingo_conversation import FlamingoCollator, FlamingoConvDataset
 from mllm.dataset.root import IGNORE_INDEX
 from mllm.dataset.validation import InvalidSampleError
-from tests.helpers import label_runs
-from tests.test_conv_dataset import Raw
+from tests.helpers import ItemList, label_runs
 
 
 @pytest.fixture(scope='module')
@@ -34,7 +33,7 @@ def episode(video=False):
 
 
 def make(pre, items, **kwargs):
-    return FlamingoConvDataset(Raw(items), pre, conv_template='otter', name='Raw', **kwargs)
+    return FlamingoConvDataset(ItemList(items), pre, conv_template='otter', name='Raw', **kwargs)
 
 
 def test_otter_chunks_one_media_token_each_and_loss_after_answer(flamingo_pre):

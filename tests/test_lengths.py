@@ -19,8 +19,10 @@ from mllm.dataset.single_image_dataset.rec import RECDataset
 from mllm.dataset.utils.io import DataFileError
 from mllm.dataset.utils.mixture import ConcatDataset, HoldoutSplit, InterleaveDataset, SubsetDataset
 from tests.conftest import write_rec_files
-from tests.helpers import write_jsonl
-from tests.test_conv_dataset import Raw  # a raw dataset with no image-free mode: lengths build its items
+from tests.helpers import (
+    ItemList,  # a raw dataset with no image-free mode: lengths build its items
+    write_jsonl,
+)
 
 SQUARE = dict(type='Expand2square')
 
@@ -92,7 +94,7 @@ def test_conv_lengths_equal_the_rendered_token_counts(rec_raw, preprocessor, mod
 
 def test_text_only_lengths_are_negative_and_multi_image_counts_each_image(preprocessor):
     items = [text_only(), two_images(), text_only('a longer question than the first one', 'and answer')]
-    conv = SingleImageConvDataset(Raw(items), preprocessor, transform=SQUARE)
+    conv = SingleImageConvDataset(ItemList(items), preprocessor, transform=SQUARE)
     lengths = conv_dataset_lengths(conv)
     actual = actual_lengths(conv)
     assert list(np.sign(lengths)) == [-1, 1, -1]
@@ -101,11 +103,11 @@ def test_text_only_lengths_are_negative_and_multi_image_counts_each_image(prepro
 
 
 def test_chars_per_token_estimate_by_hand(preprocessor):
-    conv = SingleImageConvDataset(Raw([text_only('hi', 'ok')]), preprocessor)
+    conv = SingleImageConvDataset(ItemList([text_only('hi', 'ok')]), preprocessor)
     # vicuna_v1.1 renders '{system} USER: hi ASSISTANT: ok</s>'
     chars = len(VICUNA_SYSTEM) + len(' USER: hi ') + len('ASSISTANT: ok</s>')
     assert conv_dataset_lengths(conv, chars_per_token=4.0).tolist() == [-(math.ceil(chars / 4) + 1)]  # + BOS
-    with_image = SingleImageConvDataset(Raw([dict(text_only('<image> hi', 'ok'), image=Image.new('RGB', (8, 8)))]),
+    with_image = SingleImageConvDataset(ItemList([dict(text_only('<image> hi', 'ok'), image=Image.new('RGB', (8, 8)))]),
                                         preprocessor)
     image_chars = chars + len('<image> ') - len('<image>')  # the placeholder becomes image tokens
     assert conv_dataset_lengths(with_image, chars_per_token=4.0).tolist() == [

@@ -7,7 +7,8 @@ from mmengine.config import ConfigDict
 from mllm.dataset.single_image_conversation import SingleImageConvDataset
 from mllm.models.builder import build_model
 from mllm.models.family import LlavaFamily, ModelFamily
-from tests.test_conv_dataset import Raw, rec_item
+from tests.helpers import ItemList
+from tests.test_conv_dataset import rec_item
 
 
 def test_build_model_returns_the_family_object(family, preprocessor):
@@ -17,7 +18,7 @@ def test_build_model_returns_the_family_object(family, preprocessor):
 
 
 def test_family_renders_collates_and_stops(family):
-    ds = family.render(Raw([rec_item(), rec_item()]), 'eval', name='Raw')
+    ds = family.render(ItemList([rec_item(), rec_item()]), 'eval', name='Raw')
     assert isinstance(ds, SingleImageConvDataset) and ds.mode == 'eval' and ds.name == 'Raw'
     batch = family.collator('eval')([ds[0], ds[1]])
     assert batch['input_ids'].shape[0] == 2 and batch['pixel_values'].shape[0] == 2
@@ -51,7 +52,7 @@ def test_shikra_style_image_wrap_and_patch_token():
 
     model, family = build_model(ConfigDict(model_name_or_path='tiny', image_token='<im_patch>', image_wrap=True))
     tok = family.tokenizer
-    ds = family.render(Raw([rec_item(question='<image> Where is the red circle?')]), 'train', name='Raw')
+    ds = family.render(ItemList([rec_item(question='<image> Where is the red circle?')]), 'train', name='Raw')
     ids = ds[0]['input_ids'].tolist()
     start, patch, end = tok.convert_tokens_to_ids(['<im_start>', '<im_patch>', '<im_end>'])
     first = ids.index(start)
