@@ -20,7 +20,18 @@ a pretrained Vicuna that can already copy a word from its context:
     with the 160 seen names kept, a tiny model learns to recognise the seen concepts and recite their names,
     which answers every training query without reading the context (measured: unseen accuracy 0.00-0.02 and
     seen-looking names in the predictions after 600-900 steps without renaming).
+Three more choices size the task to what such a model learns within the budget (measured 2026-12-01, 2 cores):
+  - names of 3 letters (generate_isekai_synth and LCLEpisodeDataset name_letters=(3, 3)): the demo tokenizer
+    spells a made-up name letter by letter, and a random-init LM learns to copy a 2-3-letter name from its
+    context in ~1000 steps but a 4-8-letter one not in 2500 (text-only probe; with 4-8 letters every row of
+    the table was 0.00);
+  - short phrases ('What is this?' / 'And what is this?' / '"<name>".', isekai_synth.py __PHRASES) and 4 image
+    tokens per image (32 px patches): an 8-shot episode is ~380 tokens instead of ~1000, so ~0.27 s a step
+    instead of ~0.75, 3600 steps in the budget instead of 1350.
 Everything else (episode policy, data, evaluation) is the paper's protocol at small scale.
+`feature_match` adds a reference line that is not a model: each query named by its nearest support image, by
+cosine similarity of the frozen tower's mean-pooled features. It shows how much of the answer those features
+hold; a link-context model has to learn that comparison inside its LM.
 
 Writes under --out: <run>/ (finetune.py's output: results JSON, predictions JSONL, trainer_state.json),
 table.md (the paper's Table 1 layout), curve.png (validation accuracy against training time), results.json;
@@ -69,13 +80,57 @@ def run_one(name: str, out: Path, extra: list[str]) -> dict:
 
 def copy_diagnostics(rows: list[dict]) -> dict:
     """How far a model got towards copying a name from its context, from the per-sample predictions: the share of
-    answers spelt only with letters of the two support names, and of answers whose first letter is the positive's
-    / the negative's first letter (a model that copies but cannot tell the concepts apart scores those equally)."""
+    answers spelt only with letters of the two support names, of answers that are exactly one of the two names
+    (copied whole, right or wrong: accuracy / this share is how often a whole copy picks the right concept), and
+    of answers whose first letter is the positive's / the negative's first letter (a model that copies but cannot
+    tell the concepts apart scores those two equally)."""
     n = len(rows) or 1
     answers = [(r['answer'] or '', r['positive'], r['negatives'][0]) for r in rows]
     return {'support_letters_only': sum(bool(a) and set(a) <= set(p + q) for a, p, q in answers) / n,
+            'either_name': sum(a in (p, q) for a, p, q in answers) / n,
             'first_letter_positive': sum(bool(a) and a[0] == p[0] for a, p, _ in answers) / n,
             'first_letter_negative': sum(bool(a) and a[0] == q[0] for a, _, q in answers) / n}
+
+
+def feature_match(run_dir: Path, shots=SHOTS) -> dict:
+    """Accuracy per shot count of naming each unseen query by its nearest support image, by cosine similarity of
+    the mean-pooled features of the LCL row's frozen vision tower (the layer the projector reads), on the same
+    ISEKAI episodes. No training: it measures whether those features hold what the answer needs."""
+    import torch
+    from mmengine.config import Config
+
+    from mllm.dataset.builder import build_raw_dataset
+    from mllm.models import build_model
+
+    cfg = Config.fromfile(str(REPO / RUNS['lcl'][0]))
+    model, family = build_model(dict(cfg.model_args, model_name_or_path=str(run_dir)))
+    tower = model.model.vision_tower.eval()
+    layer = cfg.model_args.vision_feature_layer
+    cache: dict = {}
+
+    def pooled(image) -> torch.Tensor:
+        key = image.tobytes()
+        if key not in cache:
+            pixels = family.image_processor(images=image, return_tensors='pt')['pixel_values']
+            with torch.no_grad():
+                states = tower(pixel_values=pixels, output_hidden_states=True).hidden_states[layer]
+            cache[key] = states[0, 1:].mean(0)  # the patches, without the class token
+        return cache[key]
+
+    scores = {}
+    for k in shots:
+        where = f'data_args.multitest.unseen_{k}shot.cfg'
+        entry = {key: v for key, v in cfg.data_args.multitest[f'unseen_{k}shot'].cfg.items() if key != 'name'}
+        dataset = build_raw_dataset(entry, cfg.data_args.get('roots') or {}, where)
+        right = 0
+        for i in range(len(dataset)):
+            item, meta = dataset[i], dataset.meta(i)
+            names = [turn['value'] for turn in item['conversations'][1:-1:2]]
+            supports = torch.stack([pooled(image) for image in item['image'][:-1]])
+            best = int(torch.nn.functional.cosine_similarity(supports, pooled(item['image'][-1])[None]).argmax())
+            right += f'"{meta["positive"]}"' in names[best]
+        scores[f'{k}shot'] = right / len(dataset)
+    return scores
 
 
 def collect(name: str, out: Path) -> dict:
@@ -101,7 +156,7 @@ def collect(name: str, out: Path) -> dict:
     return row
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], features: dict | None = None) -> str:
     """The paper's Table 1 layout: one row per method, accuracy per shot count."""
     lines = ['| Method | ' + ' | '.join(f'{k}-shot' for k in SHOTS) + ' | train time |',
              '|---|' + '---:|' * (len(SHOTS) + 1)]
@@ -111,13 +166,18 @@ def table(rows: list[dict]) -> str:
     chance = rows[0]['chance_level'] if rows else 0.5
     lines.append('| chance (one of the two support names at random) | ' + ' | '.join(f'{chance:.2f}' for _ in SHOTS)
                  + ' | |')
+    if features:
+        lines.append('| nearest support image by the frozen tower\'s features (no model, see feature_match) | '
+                     + ' | '.join(f"{features[f'{k}shot']:.2f}" for k in SHOTS) + ' | |')
     lines += ['', 'Towards copying (all shot counts pooled): answers spelt only with letters of the two support names;'
-              ' first letter = the positive\'s / the negative\'s.', '',
-              '| Method | support letters only | first letter positive | first letter negative |',
-              '|---|---:|---:|---:|']
+              ' answers that are exactly one of the two names; first letter = the positive\'s / the negative\'s.', '',
+              '| Method | support letters only | exactly a support name | first letter positive | '
+              'first letter negative |',
+              '|---|---:|---:|---:|---:|']
     for r in rows:
         pooled = {key: sum(r[f'{k}shot_copy'][key] for k in SHOTS) / len(SHOTS) for key in r[f'{SHOTS[0]}shot_copy']}
-        lines.append(f"| {r['label']} | {pooled['support_letters_only']:.2f} | {pooled['first_letter_positive']:.2f} | "
+        lines.append(f"| {r['label']} | {pooled['support_letters_only']:.2f} | {pooled['either_name']:.2f} | "
+                     f"{pooled['first_letter_positive']:.2f} | "
                      f"{pooled['first_letter_negative']:.2f} |")
     return '\n'.join(lines)
 
@@ -165,10 +225,13 @@ def main(argv: list[str] | None = None) -> dict:
         r = rows[-1]
         scores = ' '.join(f"{k}-shot {r[str(k) + 'shot']:.3f}" for k in SHOTS)
         print(f"  {scores}; {r['steps']} steps in {r['train_s']:.0f} s", flush=True)
-    text = table(rows)
+    features = feature_match(out / 'lcl') if 'lcl' in names else None
+    text = table(rows, features)
     (out / 'table.md').write_text(text + '\n')
     plot(rows, out / 'curve.png')
     summary = {r['run']: {k: r[k] for k in r if k != 'label'} for r in rows}
+    if features:
+        summary['feature_match'] = features
     if a.report_only and (out / 'results.json').is_file():  # keep the wall times measured by the training run
         for name, old in json.loads((out / 'results.json').read_text()).items():
             if name in summary and 'wall_s' in old:

@@ -137,3 +137,22 @@ def test_registered_and_bad_arguments(isekai):
         ISEKAIDataset(**isekai, shot=0)
     with pytest.raises(DataFileError, match='way=4 needs 4 concepts'):
         ISEKAIDataset(**isekai, way=4)
+
+
+def test_a_question_that_places_its_image_gets_it_there_and_nowhere_else(isekai):
+    phrases = dict(support_question='What is this? <image>', query_question='And what is this? <image>',
+                   answer='"<label>".')
+    plain, placed = ISEKAIDataset(**isekai, shot=2, seed=1), ISEKAIDataset(**isekai, shot=2, seed=1, phrases=phrases)
+    a, b = plain[0], placed[0]
+    assert names_of(a) == names_of(b)  # the same images in the same order
+    questions = [c['value'] for c in b['conversations'][0::2]]
+    assert questions == ['What is this? <image>'] * 4 + ['And what is this? <image>']
+    assert b['conversations'][-1]['value'] == '"Cactus boxer".'
+    assert [c['value'] for c in a['conversations'][0::2]] == [SUPPORT_Q] * 4 + [QUERY_Q]
+    for bad, message in ((dict(support_question='<image> twice <image>'), r"phrases\['support_question'\] holds "
+                          r"<image> 2 times"),
+                         (dict(answer='"<label>" <image>'), r"phrases\['answer'\] must not hold <image>"),
+                         (dict(answer='no label'), r"phrases\['answer'\] must hold <label>"),
+                         (dict(greeting='hi'), r"phrases: unknown key\(s\) \['greeting'\]")):
+        with pytest.raises(ValueError, match=message):
+            ISEKAIDataset(**isekai, shot=2, phrases=bad)

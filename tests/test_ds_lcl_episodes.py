@@ -173,6 +173,28 @@ def test_rename_prob_shows_each_concept_under_a_fresh_name_half_the_time(train_f
         LCLEpisodeDataset(train_file, root, rename_prob=1.5)
 
 
+def test_name_letters_sets_the_length_of_made_up_names_only(train_file, root):
+    kwargs = dict(policy='2way_random', min_shot=2, max_shot=4, num_episodes=200, seed=3, rename_prob=1.0)
+    long, short = LCLEpisodeDataset(train_file, root, **kwargs), \
+        LCLEpisodeDataset(train_file, root, name_letters=(3, 3), **kwargs)
+    lengths = set()
+    for i in range(200):
+        a, b = long.episode(i), short.episode(i)
+        assert [p for p, _ in a.support] == [p for p, _ in b.support] and a.query == b.query and a.shot == b.shot
+        names = {n for _, n in b.support}
+        assert len(names) == 2 and all(len(n) == 3 and n.isalpha() and n.islower() for n in names)
+        assert b.answer in names and b.others[0] in names - {b.answer}
+        lengths |= {len(n) for _, n in a.support}
+    assert lengths == set(range(4, 9))  # the default: 4..8 letters, every length drawn in 400 names
+    substituted = LCLEpisodeDataset(train_file, root, policy='label_substitution', num_episodes=50, seed=3,
+                                    name_letters=(2, 3))
+    fakes = [fake for i in range(50) for fake in substituted.meta(i)['substituted'].values()]
+    assert len(fakes) == 50 and {len(f) for f in fakes} == {2, 3}
+    for bad in ((3, 2), (0, 4), (3,), 'abc', (2.0, 3)):
+        with pytest.raises(ValueError, match=r'LCLEpisodeDataset: name_letters must be a \(fewest, most\) pair'):
+            LCLEpisodeDataset(train_file, root, name_letters=bad)
+
+
 def test_bad_inputs_name_file_line_and_sample(tmp_path, root, train_file):
     records = train_records()
     records[2]['neighbors'][1][0] = 'n99999999'

@@ -53,3 +53,21 @@ def test_perturbing_one_support_image_changes_the_query_logits(tiny_llava):
     query_answer = answer[answer > (sample['input_ids'] == model.config.image_token_index).nonzero().max()]
     diff = (base.logits[0, query_answer - 1] - other.logits[0, query_answer - 1]).abs().max().item()
     assert diff > 1e-4  # the first support image still matters at the query's answer
+
+
+def test_a_question_that_places_its_image_after_its_text_is_rendered_so(tiny_llava):
+    model, family = tiny_llava
+    item = episode()
+    for turn in item['conversations'][0::2]:  # '<image> What is this?' -> 'What is this? <image>'
+        turn['value'] = turn['value'].replace('<image> ', '') + ' <image>'
+    ids = family.render(ItemList([item]), 'train', name='episode')[0]['input_ids']
+    n = family.num_image_tokens
+    positions = (ids == model.config.image_token_index).nonzero().flatten()
+    assert len(positions) == 3 * n
+    starts = [int(p) for k, p in enumerate(positions) if k % n == 0]
+    assert [int(positions[k * n + n - 1]) - s for k, s in enumerate(starts)] == [n - 1] * 3  # contiguous blocks
+    text = lambda a, b: family.tokenizer.decode(ids[a:b], skip_special_tokens=True)  # noqa: E731
+    assert text(0, starts[0]).rstrip().endswith('What is this?')
+    between = text(starts[0] + n, starts[1])
+    assert 'thing 0' in between and between.rstrip().endswith('What is this?')
+    assert text(starts[2] - 8, starts[2]).rstrip().endswith('And this?')

@@ -100,6 +100,51 @@ def test_names_are_pronounceable_unique_and_seeded():
     assert all(any(v in n for v in 'aeiou') for n in a)
 
 
+def test_short_names_keep_clear_of_short_english_words():
+    names = made_up_names(192, 0, letters=(3, 3))
+    assert len(set(names)) == 192 and all(len(n) == 3 and n.isalpha() and n.islower() for n in names)
+    assert not set(names) & STOPLIST and not {'the', 'ten', 'red', 'box', 'six'} - STOPLIST
+    assert all(any(v in n for v in 'aeiou') for n in names)
+    assert made_up_names(20, 0, letters=(2, 3)) != names[:20]
+    with pytest.raises(ValueError, match=r'made_up_names: only \d+ distinct names of 2\.\.2 letters found, 500 '
+                                         r'needed; widen the letter range'):
+        made_up_names(500, 0, letters=(2, 2))
+
+
+def test_name_letters_reach_every_file_and_the_cache_key(tmp_path):
+    root = str(tmp_path / 'short')
+    args = dict(num_seen=6, num_unseen=4, images_per_concept=3, queries_per_concept=1, image_size=16)
+    info = generate_isekai_synth(root, name_letters=(3, 3), **args)
+    assert info['params']['name_letters'] == [3, 3]
+    assert all(len(n) == 3 for n in info['seen_names'] + info['unseen_names'])
+    records = [json.loads(x) for x in open(os.path.join(root, 'isekai_unseen.json'), encoding='utf-8')]
+    assert {len(r[k]) for r in records for k in ('positive_promt', 'negative_promt', 'label_name')} == {3}
+    again = generate_isekai_synth(root, name_letters=(3, 3), **args)
+    assert again['skipped'] and again['seen_names'] == info['seen_names']
+    longer = generate_isekai_synth(root, **args)  # other names: written anew, not reused
+    assert not longer['skipped'] and 'name_letters' not in longer['params']
+    assert all(4 <= len(n) <= 9 for n in longer['seen_names'])
+    with pytest.raises(ValueError, match=r'generate_isekai_synth: name_letters must be a \(fewest, most\) pair'):
+        generate_isekai_synth(root, name_letters=(4, 3), **args)
+
+
+def test_phrases_reach_the_single_image_file_and_the_cache_key(tmp_path):
+    root = str(tmp_path / 'worded')
+    args = dict(num_seen=4, num_unseen=2, images_per_concept=3, queries_per_concept=1, image_size=16)
+    phrases = {'support_question': 'What is this? <image>', 'answer': '"<label>".'}
+    info = generate_isekai_synth(root, phrases=phrases, **args)
+    assert info['params']['phrases'] == phrases
+    single = [json.loads(x) for x in open(os.path.join(root, 'seen_single.jsonl'), encoding='utf-8')]
+    assert {r['conversations'][0]['value'] for r in single} == {'What is this? <image>'}
+    assert {r['conversations'][1]['value'] for r in single} == {f'"{n}".' for n in info['seen_names']}
+    plain = generate_isekai_synth(root, **args)
+    assert not plain['skipped'] and 'phrases' not in plain['params']
+    single = [json.loads(x) for x in open(os.path.join(root, 'seen_single.jsonl'), encoding='utf-8')]
+    assert {r['conversations'][0]['value'] for r in single} == {'<image>\nWhat is shown in this image?'}
+    with pytest.raises(ValueError, match=r"phrases\['answer'\] must hold <label>"):
+        generate_isekai_synth(root, phrases={'answer': 'nothing'}, **args)
+
+
 def test_neighbours_ranked_by_similarity_hand_checked(synth):
     concepts = [
         {'shape': 'circle', 'pattern': 'solid', 'colour': 'red'},     # 0: the anchor

@@ -29,9 +29,15 @@ def test_one_row_at_smoke_scale_writes_table_results_and_curve(tmp_path):
     assert table[0] == '| Method | 2-shot | 4-shot | 8-shot | train time |'
     assert table[2].startswith(f"| Vanilla tiny LLaVA (single images) | {row['2shot']:.2f} | {row['4shot']:.2f} | ")
     assert table[3].startswith('| chance (one of the two support names at random) | 0.50 | 0.50 | 0.50 |')
-    assert table[7] == '| Method | support letters only | first letter positive | first letter negative |'
+    assert table[7] == ('| Method | support letters only | exactly a support name | first letter positive | '
+                        'first letter negative |')
     assert table[9].startswith('| Vanilla tiny LLaVA (single images) | ')
     assert (tmp_path / 'curve.png').stat().st_size > 1000
+    # the nearest-support-image reference, on the vanilla run's frozen tower (the LCL row's architecture): the unseen
+    # pairs mostly differ in colour, which the features keep, so it is far above the 0.5 of a random pick
+    # (0.88 measured); a query matched against the wrong images, or images out of order, would give about 0.5
+    features = lcl_reproduction.feature_match(tmp_path / 'vanilla', shots=(2,))
+    assert set(features) == {'2shot'} and 0.75 <= features['2shot'] <= 1.0
     assert json.loads((tmp_path / 'results.json').read_text())['vanilla']['steps'] == 2
 
 
@@ -45,6 +51,7 @@ def test_copy_diagnostics_count_by_hand():
     rows = [{'answer': 'fab', 'positive': 'fabu', 'negatives': ['gous']},   # support letters, positive's first
             {'answer': 'gbf', 'positive': 'fabu', 'negatives': ['gous']},   # support letters, negative's first
             {'answer': 'xyz', 'positive': 'fabu', 'negatives': ['gous']},   # neither
-            {'answer': '', 'positive': 'fabu', 'negatives': ['gous']}]      # nothing
+            {'answer': '', 'positive': 'fabu', 'negatives': ['gous']},      # nothing
+            {'answer': 'gous', 'positive': 'fabu', 'negatives': ['gous']}]  # the negative, copied whole
     assert lcl_reproduction.copy_diagnostics(rows) == {
-        'support_letters_only': 0.5, 'first_letter_positive': 0.25, 'first_letter_negative': 0.25}
+        'support_letters_only': 0.6, 'either_name': 0.2, 'first_letter_positive': 0.2, 'first_letter_negative': 0.4}

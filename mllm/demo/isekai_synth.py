@@ -3,7 +3,8 @@ and UNSEEN concepts (evaluation only), written in the real ISEKAI / LCL class-pa
 the real loaders read them unchanged (the CPU-scale reproduction of the LCL paper's claim, issue 9).
 
 A concept is one combination (shape, pattern, colour) of SHAPES x PATTERNS x COLOURS (6 x 4 x 8 = 192) with a
-made-up pronounceable lower-case name (seeded, unique, never an English word of STOPLIST nor an attribute word).
+made-up pronounceable lower-case name (seeded, unique, `name_letters` long: 4..9 letters by default; never an
+English word of STOPLIST nor an attribute word). `phrases` words the single-image file as the episodes are worded.
 Every image of a concept draws that shape filled with that pattern in that colour, with seeded jitter of
 position, size, rotation, pattern phase/period and background shade, so no two images of a concept are alike.
 The combinations are permuted by the seed; the first `num_seen` are SEEN, the next `num_unseen` UNSEEN, so the
@@ -27,7 +28,8 @@ Files under `root` (all image paths relative to `root/images`, the image folder 
   seen_single.jsonl   LLaVAInstructDataset (JSON Lines) for the vanilla single-image baseline: one record per
                       seen image, {"id", "image", "conversations": [human '<image>\\nWhat is shown in this
                       image?', gpt 'There is "<name>" in the image.']}, the episodes' own phrasing
-                      (EPISODE_PHRASES), so the baseline is asked and answers exactly like an episode's query;
+                      (EPISODE_PHRASES, or `phrases` as the episode datasets take them), so the baseline
+                      is asked and answers exactly like an episode's support example;
   info.json           the arguments, counts, every concept (id, name, attributes, split) and the paths; written
                       last, so its presence with the same arguments means the data is complete and is reused.
 Same arguments -> byte-identical files. Run `python -m mllm.demo.isekai_synth --root DIR`.
@@ -51,7 +53,8 @@ COLOURS = {
 ATTRIBUTES = ('shape', 'pattern', 'colour')
 # similarity of two concepts: the weights of the attributes they share (shape is the most visible)
 WEIGHTS = {'shape': 4, 'pattern': 2, 'colour': 1}
-# small stoplist: English words (and the attribute words) a made-up name must never be
+# small stoplist: English words (and the attribute words) a made-up name must never be; the short ones matter
+# for names of 2-3 letters (name_letters), where a real word would also be one token of the demo tokenizer
 STOPLIST = frozenset("""
 able area baby back bake ball band bank base bath bean bear beat bell belt best bike bird boat body bone book
 boot born boss bowl cake call calm came camp cane care case cave city coat code come cone cook cool cope core
@@ -64,12 +67,18 @@ rose rude rule safe sale same sane save side sofa sole some song soda sure tale 
 time tone tope tube tuna tune vase vine vote wade wage wake wine wise wore zone banana potato tomato camera
 pilot salad zebra mango piano radio video tobacco volcano casino domino hero lotus limo motel hotel panda
 pasta pizza sauna tango tiger sugar super paper vapor minor major timber number summer winter dinner
+all am an and any are as ask at bad bag ban bar bat be bed bet bid big bin bit box bun bus but by can car day
+den did dig dim din dip do dot end fan far fat fin fit fix for fox fun fur get go gun had has he her him his
+how if in is it its jar kit lab let lid lip log lot man map mat max may me men mix mud my net new no nor not
+now nun nut of off old on one or our out own pal pan pen pin pot pun put ran red rib rob rod rot rug run sat
+see set she sin sir sit six so son sun tan tar tax ten the tin to ton too top two up us use van vat vet was
+wax way we who why yes yet you zen zip
 """.split()) | frozenset(SHAPES) | frozenset(PATTERNS) | frozenset(COLOURS)
 ONSETS = ('b', 'd', 'f', 'g', 'k', 'l', 'm', 'n', 'p', 'r', 's', 't', 'v', 'z', 'sh', 'th', 'kr', 'pl', 'tr')
 VOWELS = ('a', 'e', 'i', 'o', 'u', 'ai', 'ou')
 CODAS = ('', '', '', 'n', 'r', 'l', 'x', 's')
 BACKGROUND = (236, 236, 236)
-VERSION = 1
+VERSION = 2  # 2: short names (name_letters) and the short words of STOPLIST
 
 
 def all_concepts() -> list[dict]:
@@ -89,16 +98,24 @@ def rank_neighbors(concepts: list[dict], index: int) -> list[int]:
     return sorted(others, key=lambda j: (-similarity(me, concepts[j]), j))
 
 
-def made_up_names(count: int, seed: int) -> list[str]:
-    """`count` unique pronounceable lower-case pseudo-words (4..9 letters), none in STOPLIST."""
+def made_up_names(count: int, seed: int, letters: tuple = (4, 9)) -> list[str]:
+    """`count` unique pronounceable lower-case pseudo-words of `letters` = (fewest, most) letters, none in
+    STOPLIST. Words of 4 letters or more have 2-3 syllables, shorter ones 1-2."""
+    lo, hi = letters
+    syllables = (2, 2, 3) if lo >= 4 else (1, 1, 2)
     rng = random.Random(f'isekai-names:{seed}')
     names, taken = [], set()
-    while len(names) < count:
-        word = ''.join(rng.choice(ONSETS) + rng.choice(VOWELS) for _ in range(rng.choice((2, 2, 3))))
+    for _ in range(200 * count + 1000):
+        if len(names) == count:
+            break
+        word = ''.join(rng.choice(ONSETS) + rng.choice(VOWELS) for _ in range(rng.choice(syllables)))
         word += rng.choice(CODAS)
-        if 4 <= len(word) <= 9 and word not in taken and word not in STOPLIST:
+        if lo <= len(word) <= hi and word not in taken and word not in STOPLIST:
             taken.add(word)
             names.append(word)
+    if len(names) < count:
+        raise ValueError(f'made_up_names: only {len(names)} distinct names of {lo}..{hi} letters found, '
+                         f'{count} needed; widen the letter range')
     return names
 
 
@@ -170,7 +187,8 @@ def _write_jsonl(path: str, records: list[dict]) -> None:
 
 
 def generate_isekai_synth(root: str, num_seen: int = 24, num_unseen: int = 10, images_per_concept: int = 12,
-                          image_size: int = 64, seed: int = 0, queries_per_concept: int = 2) -> dict:
+                          image_size: int = 64, seed: int = 0, queries_per_concept: int = 2,
+                          name_letters: tuple = (4, 9), phrases: dict | None = None) -> dict:
     """Write the synthetic ISEKAI data under `root` (module docstring); reuse it when root/info.json holds
     the same arguments. Returns info.json's content plus 'skipped' (True when reused)."""
     total = len(SHAPES) * len(PATTERNS) * len(COLOURS)
@@ -179,6 +197,11 @@ def generate_isekai_synth(root: str, num_seen: int = 24, num_unseen: int = 10, i
                              ('seed', seed, 0), ('queries_per_concept', queries_per_concept, 1)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f'generate_isekai_synth: {name} must be an integer >= {low}, got {value!r}')
+    from ..dataset.multi_image_dataset.episodes import LABEL, episode_phrases
+    from ..dataset.multi_image_dataset.lcl_episodes import check_name_letters
+    from ..dataset.root import IMAGE_PLACEHOLDER
+    wording = episode_phrases(phrases)  # the episodes' phrases, for seen_single.jsonl
+    name_letters = check_name_letters('generate_isekai_synth', name_letters)
     if num_unseen % 2:
         raise ValueError(f'generate_isekai_synth: num_unseen must be even (test episodes pair the unseen '
                          f'concepts 0-1, 2-3, ...), got {num_unseen}')
@@ -190,7 +213,8 @@ def generate_isekai_synth(root: str, num_seen: int = 24, num_unseen: int = 10, i
                          f'images_per_concept ({images_per_concept}): the rest are the unseen concepts\' context')
     params = {'num_seen': num_seen, 'num_unseen': num_unseen, 'images_per_concept': images_per_concept,
               'image_size': image_size, 'seed': seed, 'queries_per_concept': queries_per_concept,
-              'version': VERSION}
+              'version': VERSION, **({} if name_letters == (4, 9) else {'name_letters': list(name_letters)}),
+              **({'phrases': dict(sorted(phrases.items()))} if phrases else {})}
     folder = os.path.join(root, 'images')
     paths = {name: os.path.join(root, name) for name in
              ('train_pairs.jsonl', 'test_pairs.jsonl', 'isekai_unseen.json', 'seen_single.jsonl', 'info.json')}
@@ -204,7 +228,7 @@ def generate_isekai_synth(root: str, num_seen: int = 24, num_unseen: int = 10, i
     combos = all_concepts()
     order = list(range(total))
     random.Random(f'isekai-split:{seed}').shuffle(order)
-    names = made_up_names(num_seen + num_unseen, seed)
+    names = made_up_names(num_seen + num_unseen, seed, name_letters)
     concepts = []
     for rank, combo_index in enumerate(order[:num_seen + num_unseen]):
         concepts.append(dict(combos[combo_index], id=f'c{combo_index:03d}', name=names[rank],
@@ -236,10 +260,11 @@ def generate_isekai_synth(root: str, num_seen: int = 24, num_unseen: int = 10, i
                 isekai.append({'image_name': query, 'positive_list': images[a['id']][:split_at],
                                'negative_list': images[b['id']][:split_at], 'positive_promt': a['name'],
                                'negative_promt': b['name'], 'label_name': label['name']})
-    from ..dataset.multi_image_dataset.episodes import EPISODE_PHRASES, LABEL
+    default_layout = IMAGE_PLACEHOLDER not in wording['support_question']
+    question = '<image>\n' + wording['support_question'] if default_layout else wording['support_question']
     single = [{'id': f"{c['id']}_{k}", 'image': rel,
-               'conversations': [{'from': 'human', 'value': '<image>\n' + EPISODE_PHRASES['support_question']},
-                                 {'from': 'gpt', 'value': EPISODE_PHRASES['answer'].replace(LABEL, c['name'])}]}
+               'conversations': [{'from': 'human', 'value': question},
+                                 {'from': 'gpt', 'value': wording['answer'].replace(LABEL, c['name'])}]}
               for c in seen for k, rel in enumerate(images[c['id']])]
     _write_jsonl(paths['train_pairs.jsonl'], train)
     _write_jsonl(paths['test_pairs.jsonl'], test)

@@ -4,8 +4,12 @@
 # unseen concept keeps 10 images as support and 4 as queries, so ISEKAI episodes run up to 8 shots per concept
 # and each shot count scores 128 queries (16 unseen pairs x 2 labels x 4 queries).
 __ROOT = 'data/isekai_synth'
+# short phrases and 3-letter names: a tiny LM from random weights learns to copy a short name from its context
+# within the budget, a long one not (benchmarks/lcl_reproduction.py); every file and episode uses them
+__PHRASES = dict(support_question='What is this?', query_question='And what is this?', answer='"<label>".')
 ISEKAI_SYNTH_PREPARE = dict(type='generate_isekai_synth', root=__ROOT, num_seen=160, num_unseen=32,
-                            images_per_concept=14, queries_per_concept=4, image_size=64, seed=0)
+                            images_per_concept=14, queries_per_concept=4, image_size=64, seed=0,
+                            name_letters=(3, 3), phrases=__PHRASES)
 ISEKAI_SYNTH_SHOTS = (2, 4, 8)
 ISEKAI_SYNTH = dict(
     # the vanilla baseline: every seen image alone, asked and answered like an episode's query
@@ -18,9 +22,9 @@ ISEKAI_SYNTH = dict(
     episodes_2way_random=dict(type='LCLEpisodeDataset', name='isekai_synth_2way_random',
                               data_file=__ROOT + '/train_pairs.jsonl', image_root=__ROOT + '/images',
                               policy='2way_random', min_shot=2, max_shot=8, num_episodes=16000, seed=0,
-                              rename_prob=1.0),
+                              rename_prob=1.0, name_letters=(3, 3), phrases=__PHRASES),
     # evaluation: 2-way ISEKAI episodes of unseen concepts
     **{f'unseen_{k}shot': dict(type='ISEKAIDataset', name=f'isekai_synth_unseen_{k}shot',
                                data_file=__ROOT + '/isekai_unseen.json', image_folder=__ROOT + '/images',
-                               shot=k, way=2, seed=0) for k in ISEKAI_SYNTH_SHOTS},
+                               shot=k, way=2, seed=0, phrases=__PHRASES) for k in ISEKAI_SYNTH_SHOTS},
 )

@@ -18,7 +18,7 @@ data_args = dict(
     gen_kwargs=dict(max_new_tokens=24, num_beams=1, do_sample=False),
 )
 training_args = dict(
-    max_steps=1350,  # under 20 minutes on 2 cores for the episode runs (0.7-0.8 s a step)
+    max_steps=3600,  # the LLaVA-family episode runs: ~0.27 s a step on 2 cores, ~17 min with the evaluations
     per_device_train_batch_size=8,
     per_device_eval_batch_size=16,
     learning_rate=1e-3,  # 3e-3 learns copying slower (benchmarks/lcl_reproduction.py)

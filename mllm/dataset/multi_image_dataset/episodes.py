@@ -9,6 +9,8 @@
   last; `'image'` lists the images in the order of their `<image>` placeholders; `'target'` is {}.
 The phrasings are ours (EPISODE_PHRASES); a dataset takes `phrases=dict(...)` to change any of them. The
 answer names the concept in quotes ('There is "X" in the image.'), which LCLComputeMetrics normalises away.
+A question's image comes first, unless the question holds `<image>` once to say where it goes
+('What is this? <image>': the image then sits next to the answer that names it).
 """
 from __future__ import annotations
 
@@ -38,11 +40,19 @@ def episode_phrases(phrases: dict | None) -> dict:
     for key, value in merged.items():
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"phrases[{key!r}] must be a non-empty string, got {value!r}")
-        if IMAGE_PLACEHOLDER in value:
-            raise ValueError(f"phrases[{key!r}] must not hold {IMAGE_PLACEHOLDER}: each turn gets its own, first")
+        if key == 'answer' and IMAGE_PLACEHOLDER in value:
+            raise ValueError(f"phrases['answer'] must not hold {IMAGE_PLACEHOLDER}: the images go in the questions")
+        if value.count(IMAGE_PLACEHOLDER) > 1:
+            raise ValueError(f"phrases[{key!r}] holds {IMAGE_PLACEHOLDER} {value.count(IMAGE_PLACEHOLDER)} times: "
+                             f"a question shows one image (at its start unless placed once)")
     if LABEL not in merged['answer']:
         raise ValueError(f"phrases['answer'] must hold {LABEL}, got {merged['answer']!r}")
     return merged
+
+
+def question_with_image(question: str) -> str:
+    """The human turn of an example: `question` with its image where it places `<image>`, else first."""
+    return question if IMAGE_PLACEHOLDER in question else IMAGE_PLACEHOLDER + question
 
 
 def episode_rng(tag: str, seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -98,7 +108,7 @@ def render_episode(episode: Episode, phrases: dict) -> dict:
     for path, name, question, in_context in turns:
         images.append(load_image(path, episode.source))
         extra = {'in_context': True} if in_context else {}
-        conversations.append({'from': 'human', 'value': IMAGE_PLACEHOLDER + question, 'boxes_seq': None,
+        conversations.append({'from': 'human', 'value': question_with_image(question), 'boxes_seq': None,
                               'points_seq': None, **extra})
         conversations.append({'from': 'gpt', 'value': phrases['answer'].replace(LABEL, name), 'boxes_seq': None,
                               'points_seq': None, **extra})

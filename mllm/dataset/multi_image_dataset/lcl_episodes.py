@@ -14,8 +14,8 @@ LCLEpisodeDataset (training): episode i is about class c = i mod #classes; `num_
   3. the query's class: c or the negative, each with probability 1/2;
   4. K distinct images of each class from its samples (K + 1 of the query's class: the query is never a
      support image), the 2K support examples in a shuffled order, the query last.
-  'label_substitution': c's images are shown under a made-up lower-case name (4..8 letters, never a real
-  name of the episode) in support and answer; the negative keeps its name.
+  'label_substitution': c's images are shown under a made-up lower-case name (`name_letters`, 4..8 random
+  letters by default, never a real name of the episode) in support and answer; the negative keeps its name.
   `rename_prob` p (any policy, default 0): after the draws above, each of the episode's two concepts is shown
   under a fresh made-up name with probability p (support and answer; `meta` names the real -> shown pairs in
   'substituted'). The answer can then only come from the context, never from names learnt in training: what
@@ -70,13 +70,24 @@ def negative_weights(n: int) -> np.ndarray:
     return weights / weights.sum()
 
 
-def made_up_name(rng: np.random.Generator, taken: set) -> str:
-    """A lower-case pseudo-word of 4..8 letters not in `taken` (compared lower-cased)."""
-    letters = np.array(list(string.ascii_lowercase))
+def made_up_name(rng: np.random.Generator, taken: set, letters: tuple = (4, 8)) -> str:
+    """A lower-case pseudo-word of `letters` = (fewest, most) random letters, not in `taken` (compared
+    lower-cased)."""
+    alphabet = np.array(list(string.ascii_lowercase))
     while True:
-        name = ''.join(rng.choice(letters, size=int(rng.integers(4, 9))))
+        name = ''.join(rng.choice(alphabet, size=int(rng.integers(letters[0], letters[1] + 1))))
         if name not in taken:
             return name
+
+
+def check_name_letters(owner: str, value) -> tuple:
+    """`value` as a (fewest, most) pair of letter counts, 1 <= fewest <= most."""
+    ok = (isinstance(value, (tuple, list)) and len(value) == 2
+          and all(isinstance(v, int) and not isinstance(v, bool) for v in value) and 1 <= value[0] <= value[1])
+    if not ok:
+        raise ValueError(f"{owner}: name_letters must be a (fewest, most) pair of letter counts with "
+                         f"1 <= fewest <= most, got {value!r}")
+    return int(value[0]), int(value[1])
 
 
 def _read_classes(path: str, fields: dict) -> list[dict]:
@@ -102,7 +113,8 @@ class LCLEpisodeDataset(EpisodeItems, Dataset):
 
     def __init__(self, data_file: str, image_root: str, policy: str = '2way', shot: int = 2, min_shot: int = 2,
                  max_shot: int = 16, num_episodes: int | None = None, seed: int = 0, phrases: dict | None = None,
-                 rename_prob: float = 0.0):
+                 rename_prob: float = 0.0, name_letters: tuple = (4, 8)):
+        self.name_letters = check_name_letters('LCLEpisodeDataset', name_letters)
         if not (isinstance(rename_prob, (int, float)) and not isinstance(rename_prob, bool)
                 and 0.0 <= rename_prob <= 1.0):
             raise ValueError(f"LCLEpisodeDataset: rename_prob must be a probability in [0, 1], got {rename_prob!r}")
@@ -160,7 +172,8 @@ class LCLEpisodeDataset(EpisodeItems, Dataset):
         query_is_own = bool(rng.integers(2) == 0)
         own_name = own['class_name']
         if self.policy == 'label_substitution':
-            own_name = made_up_name(rng, {own['class_name'].lower(), other['class_name'].lower()})
+            own_name = made_up_name(rng, {own['class_name'].lower(), other['class_name'].lower()},
+                                    self.name_letters)
         groups, query = [], None
         for record, name, is_query in ((own, own_name, query_is_own), (other, other['class_name'], not query_is_own)):
             picks = rng.choice(len(record['samples']), size=k + is_query, replace=False)
@@ -176,7 +189,7 @@ class LCLEpisodeDataset(EpisodeItems, Dataset):
             renamed, taken = {}, {own['class_name'].lower(), other_name.lower(), own_name.lower()}
             for real, name in ((own['class_name'], own_name), (other['class_name'], other_name)):
                 if rng.random() < self.rename_prob:
-                    renamed[name] = substituted[real] = made_up_name(rng, taken)
+                    renamed[name] = substituted[real] = made_up_name(rng, taken, self.name_letters)
                     taken.add(renamed[name])
             support = [(p, renamed.get(name, name)) for p, name in support]
             own_name, other_name = renamed.get(own_name, own_name), renamed.get(other_name, other_name)
