@@ -14,4 +14,4 @@ model_args = dict(
     full_finetune=True,
     conv_args=dict(max_length=1280, in_context_loss=True),
 )
-training_args = dict(max_steps=2700)  # ~0.36 s a step: the LCL row's training time (~17 min), not its step count
+training_args = dict(max_steps=2700)  # ~0.42 s a step with evaluations: ~19 min, the LCL row's budget, not its steps
