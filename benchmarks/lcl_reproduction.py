@@ -22,9 +22,9 @@ a pretrained Vicuna that can already copy a word from its context:
     seen-looking names in the predictions after 600-900 steps without renaming).
 Three more choices size the task to what such a model learns within the budget (measured 2026-12-01, 2 cores):
   - names of 3 letters (generate_isekai_synth and LCLEpisodeDataset name_letters=(3, 3)): the demo tokenizer
-    spells a made-up name letter by letter, and a random-init LM learns to copy a 2-3-letter name from its
-    context in ~1000 steps but a 4-8-letter one not in 2500 (text-only probe; with 4-8 letters every row of
-    the table was 0.00);
+    spells a made-up name letter by letter, and a random-init 2-layer LM of this width learns to copy a
+    2-3-letter name from its context in ~1000 steps but a 4-8-letter one not in 2500 (text-only probe; with
+    4-8 letters every row of the table was 0.00);
   - short phrases ('What is this?' / 'And what is this?' / '"<name>".', isekai_synth.py __PHRASES) and 4 image
     tokens per image (32 px patches): an 8-shot episode is ~380 tokens instead of ~1000, so ~0.27 s a step
     instead of ~0.75, 3600 steps in the budget instead of 1350.
@@ -100,6 +100,7 @@ def feature_match(run_dir: Path, shots=SHOTS) -> dict:
     from mmengine.config import Config
 
     from mllm.dataset.builder import build_raw_dataset
+    from mllm.dataset.utils.io import read_image
     from mllm.models import build_model
 
     cfg = Config.fromfile(str(REPO / RUNS['lcl'][0]))
@@ -108,14 +109,13 @@ def feature_match(run_dir: Path, shots=SHOTS) -> dict:
     layer = cfg.model_args.vision_feature_layer
     cache: dict = {}
 
-    def pooled(image) -> torch.Tensor:
-        key = image.tobytes()
-        if key not in cache:
-            pixels = family.image_processor(images=image, return_tensors='pt')['pixel_values']
+    def pooled(path: str) -> torch.Tensor:
+        if path not in cache:
+            pixels = family.image_processor(images=read_image(path), return_tensors='pt')['pixel_values']
             with torch.no_grad():
                 states = tower(pixel_values=pixels, output_hidden_states=True).hidden_states[layer]
-            cache[key] = states[0, 1:].mean(0)  # the patches, without the class token
-        return cache[key]
+            cache[path] = states[0, 1:].mean(0)  # the patches, without the class token
+        return cache[path]
 
     scores = {}
     for k in shots:
@@ -124,11 +124,10 @@ def feature_match(run_dir: Path, shots=SHOTS) -> dict:
         dataset = build_raw_dataset(entry, cfg.data_args.get('roots') or {}, where)
         right = 0
         for i in range(len(dataset)):
-            item, meta = dataset[i], dataset.meta(i)
-            names = [turn['value'] for turn in item['conversations'][1:-1:2]]
-            supports = torch.stack([pooled(image) for image in item['image'][:-1]])
-            best = int(torch.nn.functional.cosine_similarity(supports, pooled(item['image'][-1])[None]).argmax())
-            right += f'"{meta["positive"]}"' in names[best]
+            episode = dataset.episode(i)  # the plan: (image path, shown name) per support example, the query
+            supports = torch.stack([pooled(path) for path, _ in episode.support])
+            best = int(torch.nn.functional.cosine_similarity(supports, pooled(episode.query)[None]).argmax())
+            right += episode.support[best][1] == episode.answer
         scores[f'{k}shot'] = right / len(dataset)
     return scores
 

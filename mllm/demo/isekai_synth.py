@@ -260,8 +260,8 @@ def generate_isekai_synth(root: str, num_seen: int = 24, num_unseen: int = 10, i
                 isekai.append({'image_name': query, 'positive_list': images[a['id']][:split_at],
                                'negative_list': images[b['id']][:split_at], 'positive_promt': a['name'],
                                'negative_promt': b['name'], 'label_name': label['name']})
-    default_layout = IMAGE_PLACEHOLDER not in wording['support_question']
-    question = '<image>\n' + wording['support_question'] if default_layout else wording['support_question']
+    question = wording['support_question']  # as LLaVA's instruct files: image first on a line of its own, unless placed
+    question = question if IMAGE_PLACEHOLDER in question else IMAGE_PLACEHOLDER + '\n' + question
     single = [{'id': f"{c['id']}_{k}", 'image': rel,
                'conversations': [{'from': 'human', 'value': question},
                                  {'from': 'gpt', 'value': wording['answer'].replace(LABEL, c['name'])}]}
