@@ -224,6 +224,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument('--stop-at', type=float, help='stop after an evaluation with the training queries\' first '
                    'letter right this often (a warm start: stop once the LM has learnt the matching)')
     args = p.parse_args(argv)
+    for path in (args.save, args.out):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
     data = Path(args.data)
     if not (data / 'train_pairs.jsonl').is_file():
         from mmengine.config import Config

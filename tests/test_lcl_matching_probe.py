@@ -92,7 +92,7 @@ def test_a_few_steps_of_each_key_are_seeded(small_data, keys, layout, tmp_path):
 
 
 def test_warm_start_loads_the_saved_lm(small_data, tmp_path):
-    saved = tmp_path / 'lm.pt'
+    saved = tmp_path / 'not_yet' / 'lm.pt'  # the folder is made
     run(small_data, '--keys', 'tokens', '--layout', 'bare', '--save', str(saved))
     state = torch.load(saved)['lm']
     model = probe.Probe(probe.Vocab(), 128)
