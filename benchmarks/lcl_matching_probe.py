@@ -73,7 +73,6 @@ class KeyBank:
     """The vectors that stand in a support example's key slot, per image path (`features` / `oracle`)."""
 
     def __init__(self, keys: str, paths: list[str], seed: int, pool: bool = False):
-        self.keys = keys
         if keys == 'features':
             self.vectors = tower_features(paths)
             if pool:  # one key slot per image: the mean of its patches
@@ -180,8 +179,9 @@ def answer_start(row) -> int:
 
 
 @torch.no_grad()
-def evaluate(model, rows, answers, vocab, bank, letters=3):
+def evaluate(model, rows, answers, vocab, bank):
     """Greedy names for the query of each row (prompt up to the answer's first letter): the four figures."""
+    letters = max(len(name) for pair in answers for name in pair)  # as many letters as the longest name
     model.eval()
     counts = dict(accuracy=0, exact_support_name=0, first_letter_positive=0, first_letter_negative=0)
     for start in range(0, len(rows), 32):
