@@ -14,7 +14,11 @@ synthetic ISEKAI data, fresh 3-letter names), at a few steps a second. What a su
   features  the frozen tower's patch features of the real image (the recipe's tower and feature layer), through a
             trainable linear projector: the recipe's task (`--pool`: their mean, one slot per image);
   oracle    a fixed random vector per concept plus noise of std 0.3 (features that separate perfectly);
-  tokens    a discrete token per concept, drawn per episode from a pool of 40 (an exact match: associative recall).
+  tokens    a discrete token per concept, drawn per episode from a pool of 40 (an exact match: associative recall;
+            config/lcl_cpu/lm_warmup.py is this task in the recipe's own tokens and template);
+  random    a random vector drawn afresh per concept IN EACH EPISODE plus noise of std --key-noise: no key is ever
+            seen twice across episodes, so only a generic "which support looks like the query" match pays (a
+            warm-up for the LM that no concept of the real data can leak into).
 and where it stands, `--layout`:
   chat  USER <ims> key <ime> what is this ? ASSIST " n a m e " . </s>  (the recipe's order; the query asks
         "and what is this ?");
@@ -109,13 +113,17 @@ def tower_features(paths: list[str]) -> dict:
     return out
 
 
-def render(episode, vocab: Vocab, layout: str, keys: str, rng: random.Random, slots: int):
-    """(ids, labels, key paths in order) of one episode; labels mark every answer's tokens."""
+def render(episode, vocab: Vocab, layout: str, keys: str, rng: random.Random, slots: int, key_noise: float = 0.3):
+    """(ids, labels, keys in order: image paths, or (slots, 128) tensors for `random`) of one episode; labels mark
+    every answer's tokens."""
     v = vocab.id
-    token_of = {}
+    token_of, centre_of = {}, {}
+    names = sorted({name for _, name in episode.support})
     if keys == 'tokens':  # one concept token per shown name, fresh per episode
-        names = sorted({name for _, name in episode.support})
         token_of = dict(zip(names, rng.sample(range(CONCEPT_TOKENS), len(names)), strict=True))
+    if keys == 'random':  # one random centre per shown name, fresh per episode
+        g = torch.Generator().manual_seed(rng.getrandbits(63))
+        centre_of = {name: torch.randn(slots, 128, generator=g) for name in names}
     ids, labels, paths = [], [], []
     exchanges = [(p, n, False) for p, n in episode.support] + [(episode.query, episode.answer, True)]
     for path, name, is_query in exchanges:
@@ -129,7 +137,9 @@ def render(episode, vocab: Vocab, layout: str, keys: str, rng: random.Random, sl
             answer = [v[c] for c in name] + [v['.'], v['</s>']]
         ids += prompt + answer
         labels += [-100] * len(prompt) + answer
-        if keys != 'tokens':
+        if keys == 'random':
+            paths.append(centre_of[name] + key_noise * torch.randn(slots, 128, generator=g))
+        elif keys != 'tokens':
             paths.append(path)
     return ids, labels, paths
 
@@ -164,7 +174,7 @@ def batch(rows, bank, left_pad=False):
         span = slice(width - len(row_ids), width) if left_pad else slice(0, len(row_ids))
         ids[b, span], labels[b, span], mask[b, span] = torch.tensor(row_ids), torch.tensor(row_labels), 1
     paths = [p for r in rows for p in r[2]]
-    keys = torch.cat([bank[p] for p in paths]) if paths else None
+    keys = torch.cat([p if isinstance(p, torch.Tensor) else bank[p] for p in paths]) if paths else None
     return ids, labels, mask, keys
 
 
@@ -206,7 +216,9 @@ def evaluate(model, rows, answers, vocab, bank):
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--keys', choices=('features', 'oracle', 'tokens'), default='features')
+    p.add_argument('--keys', choices=('features', 'oracle', 'tokens', 'random'), default='features')
+    p.add_argument('--key-noise', type=float, default=ORACLE_NOISE, help='random: noise std around each centre')
+    p.add_argument('--slots', type=int, default=1, help='random: key slots per example')
     p.add_argument('--layout', choices=('chat', 'bare'), default='chat')
     p.add_argument('--steps', type=int, default=1500)
     p.add_argument('--batch-size', type=int, default=8)
@@ -242,7 +254,9 @@ def main(argv: list[str] | None = None) -> dict:
     vocab = Vocab()
     bank = None
     slots = 1
-    if args.keys != 'tokens':
+    if args.keys == 'random':
+        slots = args.slots
+    elif args.keys != 'tokens':
         paths = sorted({os.path.join(train.image_root, s) for c in train.classes for s in c['samples']}
                        | {os.path.join(test.image_root, s) for c in test.classes
                           for s in c['context_samples'] + c['test_samples']})
@@ -251,7 +265,7 @@ def main(argv: list[str] | None = None) -> dict:
     rng = random.Random(args.seed)
     eval_rng = random.Random(args.seed + 1)
     test_eps = [test.episode(i) for i in range(len(test))]
-    eval_rows = [render(e, vocab, args.layout, args.keys, eval_rng, slots) for e in test_eps]
+    eval_rows = [render(e, vocab, args.layout, args.keys, eval_rng, slots, args.key_noise) for e in test_eps]
     eval_answers = [(e.answer, e.others[0]) for e in test_eps]
 
     torch.manual_seed(args.seed)  # after the tower, which seeds its own build
@@ -269,8 +283,8 @@ def main(argv: list[str] | None = None) -> dict:
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_factor)
     curve, first_right, start = [], [], time.perf_counter()
     for step in range(1, args.steps + 1):
-        rows = [render(train.episode((step - 1) * args.batch_size + b), vocab, args.layout, args.keys, rng, slots)
-                for b in range(args.batch_size)]
+        rows = [render(train.episode((step - 1) * args.batch_size + b), vocab, args.layout, args.keys, rng, slots,
+                       args.key_noise) for b in range(args.batch_size)]
         ids, labels, mask, keys = batch(rows, bank)
         logits = model(ids, mask, keys)
         loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)

@@ -61,6 +61,20 @@ def test_oracle_keys_are_one_centre_per_concept():
     assert bank['im/c000/0.png'].shape == (1, 128) and 3.5 < same < 6.5 and other > 12
 
 
+def test_random_keys_are_fresh_per_episode():
+    import random
+
+    rng = random.Random(0)
+    _, _, first = probe.render(EPISODE, probe.Vocab(), 'bare', 'random', rng, slots=2)
+    _, _, second = probe.render(EPISODE, probe.Vocab(), 'bare', 'random', rng, slots=2)
+    assert [k.shape for k in first] == [(2, 128)] * 3  # support dax, support fen, query dax
+    # noise of std 0.3 around one centre per name: ~4.8 apart per slot for the same name, ~16 for different ones
+    assert 3.5 < torch.dist(first[0][0], first[2][0]) < 6.5 and torch.dist(first[0][0], first[1][0]) > 12
+    assert torch.dist(first[0][0], second[0][0]) > 12  # the next episode draws new centres for the same names
+    again = probe.render(EPISODE, probe.Vocab(), 'bare', 'random', random.Random(0), slots=2)[2]
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))  # seeded
+
+
 @pytest.fixture(scope='module')
 def small_data(tmp_path_factory):
     root = tmp_path_factory.mktemp('isekai')
@@ -74,7 +88,8 @@ def run(data, *args):
                        '--max-shot', '2', '--eval-shot', '2', *args])
 
 
-@pytest.mark.parametrize('keys,layout', [('tokens', 'bare'), ('oracle', 'chat'), ('features', 'chat')])
+@pytest.mark.parametrize('keys,layout', [('tokens', 'bare'), ('oracle', 'chat'), ('features', 'chat'),
+                                         ('random', 'bare')])
 def test_a_few_steps_of_each_key_are_seeded(small_data, keys, layout, tmp_path):
     first = run(small_data, '--keys', keys, '--layout', layout, '--out', str(tmp_path / 'curve.json'))
     again = run(small_data, '--keys', keys, '--layout', layout)

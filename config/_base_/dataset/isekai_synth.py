@@ -11,6 +11,9 @@ ISEKAI_SYNTH_PREPARE = dict(type='generate_isekai_synth', root=__ROOT, num_seen=
                             images_per_concept=14, queries_per_concept=4, image_size=64, seed=0,
                             name_letters=(3, 3), phrases=__PHRASES)
 ISEKAI_SYNTH_SHOTS = (2, 4, 8)
+__RECALL = dict(type='RecallEpisodeDataset', data_file=__ROOT + '/train_pairs.jsonl', image_root=__ROOT + '/images',
+                rename_prob=1.0, name_letters=(3, 3), phrases=__PHRASES, key_repeat=4,
+                key_wrap=('<im_start>', '<im_end>'))
 ISEKAI_SYNTH = dict(
     # the vanilla baseline: every seen image alone, asked and answered like an episode's query
     seen_single=dict(type='LLaVAInstructDataset', name='isekai_synth_seen_single',
@@ -23,6 +26,14 @@ ISEKAI_SYNTH = dict(
                               data_file=__ROOT + '/train_pairs.jsonl', image_root=__ROOT + '/images',
                               policy='2way_random', min_shot=2, max_shot=8, num_episodes=16000, seed=0,
                               rename_prob=1.0, name_letters=(3, 3), phrases=__PHRASES),
+    # a text-only LM warm-up (config/lcl_cpu/lm_warmup.py): the same plans on 1-2 shots, each image replaced by a
+    # key letter written where the LCL tiny model's 4 image tokens go (RecallEpisodeDataset); reads no image
+    recall_warmup=dict(__RECALL, name='isekai_synth_recall_warmup', policy='2way_random', min_shot=1, max_shot=2,
+                       num_episodes=128000, seed=1),
+    # its curve: 4-shot recall episodes under another seed (fresh names and keys); it replaces the experiment's
+    # validation set whole (_delete_) instead of being merged into it
+    recall_4shot=dict(__RECALL, _delete_=True, name='isekai_synth_recall_4shot', policy='2way', shot=4,
+                      num_episodes=128, seed=7),
     # evaluation: 2-way ISEKAI episodes of unseen concepts
     **{f'unseen_{k}shot': dict(type='ISEKAIDataset', name=f'isekai_synth_unseen_{k}shot',
                                data_file=__ROOT + '/isekai_unseen.json', image_folder=__ROOT + '/images',
