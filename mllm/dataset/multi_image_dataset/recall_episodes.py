@@ -8,10 +8,10 @@ renders each example's image as a KEY: an upper-case letter drawn afresh per con
     human: <im_start>KKKK<im_end>What is this?     gpt: "abc".
 
 So the query is answered by finding the support example with the same key and copying its name: an exact-match
-version of the link-context task, solvable without images. It gives a language model from random weights the
-match-and-copy (induction-style) circuit that the paper's LCL inherits from Vicuna's pretraining. A tiny LM does
-not form that circuit from random weights within the CPU budget (benchmarks/lcl_matching_probe.py). No image is
-read; an item is text-only (`'image': []`).
+version of the link-context task, solvable without images. It is meant to give a language model from random
+weights the match-and-copy (induction-style) circuit that the paper's LCL inherits from Vicuna's pretraining, and
+that a tiny LM does not form on image features within the CPU budget (benchmarks/lcl_matching_probe.py; how far
+config/lcl_cpu/lm_warmup.py gets is in docs/notes.md). No image is read; an item is text-only (`'image': []`).
 """
 from __future__ import annotations
 
