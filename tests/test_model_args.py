@@ -80,6 +80,7 @@ def test_valid_keys_are_exactly_the_keys_the_code_reads(family):
                                     'config/openflamingo_9b_isekai_eval.py', 'config/otter_9b_isekai_eval.py',
                                     'config/lcl_cpu/lcl_synth_2way_random.py', 'config/lcl_cpu/vanilla_synth.py',
                                     'config/lcl_cpu/openflamingo_synth.py',
+                                    'config/lcl_cpu/lm_warmup.py', 'config/lcl_cpu/lcl_synth_2way_random_warm.py',
                                     'config/lcl_tiny/lcl_2way_tiny.py', 'config/lcl_tiny/lcl_2way_random_tiny.py',
                                     'config/lcl_tiny/lcl_2way_weight_tiny.py', 'config/lcl_tiny/lcl_mix_tiny.py',
                                     'config/lcl_tiny/lcl_eval_tiny.py',
