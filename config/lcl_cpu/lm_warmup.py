@@ -3,9 +3,10 @@
 # each image replaced by a key letter where its 4 image tokens go), so that it learns to find the support example
 # whose key matches the query's and copy its name. The paper's LCL inherits that circuit from Vicuna's pretraining;
 # a tiny LM from random weights does not form it within the CPU budget on image features
-# (benchmarks/lcl_matching_probe.py). Measured 2026-12-02: 800 steps (14 min) do not form it in this format either
-# (first letter 0.55 / 0.49 on 1-shot episodes; docs/notes.md). A row would start from its output with
-# `--cfg-options model_args.model_name_or_path=<its output_dir>`.
+# (benchmarks/lcl_matching_probe.py). Measured 2026-12-02: 800 steps (14 min) do not form it in this format
+# (first letter 0.51 / 0.53 at 4 shots); 1200 more from that output do (2-shot recall 0.88 after 200 of them, 1.00
+# from 600; docs/notes.md has the command). A row starts from its output with
+# `--cfg-options model_args.model_name_or_path=<its output_dir>` (lcl_synth_2way_random_warm.py).
 # `python mllm/pipeline/finetune.py config/lcl_cpu/lm_warmup.py --output_dir exp/lcl_cpu/lm_warmup`
 _base_ = ['../_base_/experiment/lcl_cpu.py', '../_base_/model/lcl_cpu_tiny.py']
 data_args = dict(

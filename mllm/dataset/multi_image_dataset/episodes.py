@@ -100,16 +100,21 @@ def load_image(path: str, source: str):
         raise DataFileError(f"{source}: {e}") from None
 
 
-def render_episode(episode: Episode, phrases: dict) -> dict:
-    """The canonical item of `episode` (module docstring); reads every image."""
+def render_episode(episode: Episode, phrases: dict, key_text: dict | None = None) -> dict:
+    """The canonical item of `episode` (module docstring); reads every image. With `key_text` (shown name -> text)
+    an example's text key stands where its image would go and no image is read: a text-only item
+    (RecallEpisodeDataset)."""
     images, conversations = [], []
     turns = [(path, name, phrases['support_question'], True) for path, name in episode.support]
     turns.append((episode.query, episode.answer, phrases['query_question'], False))
     for path, name, question, in_context in turns:
-        images.append(load_image(path, episode.source))
+        human = question_with_image(question)
+        if key_text is None:
+            images.append(load_image(path, episode.source))
+        else:
+            human = human.replace(IMAGE_PLACEHOLDER, key_text[name])
         extra = {'in_context': True} if in_context else {}
-        conversations.append({'from': 'human', 'value': question_with_image(question), 'boxes_seq': None,
-                              'points_seq': None, **extra})
+        conversations.append({'from': 'human', 'value': human, 'boxes_seq': None, 'points_seq': None, **extra})
         conversations.append({'from': 'gpt', 'value': phrases['answer'].replace(LABEL, name), 'boxes_seq': None,
                               'points_seq': None, **extra})
     return {'image': images, 'target': {}, 'conversations': conversations, 'source': episode.source}

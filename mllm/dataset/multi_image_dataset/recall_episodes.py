@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import string
 
-from ..root import DATASETS, IMAGE_PLACEHOLDER
-from .episodes import LABEL, Episode, episode_rng, question_with_image
+from ..root import DATASETS
+from .episodes import Episode, episode_rng, render_episode
 from .lcl_episodes import LCLEpisodeDataset
 
 
@@ -54,19 +54,9 @@ class RecallEpisodeDataset(LCLEpisodeDataset):
         return {name: self.key_letters[int(j)] for name, j in zip(names, picks, strict=True)}
 
     def render(self, index: int, episode: Episode) -> dict:
-        key_of = self.keys(index, episode)
         before, after = self.key_wrap
-        turns = [(name, self.phrases['support_question'], True) for _, name in episode.support]
-        turns.append((episode.answer, self.phrases['query_question'], False))
-        conversations = []
-        for name, question, in_context in turns:
-            key = before + key_of[name] * self.key_repeat + after
-            extra = {'in_context': True} if in_context else {}
-            human = question_with_image(question).replace(IMAGE_PLACEHOLDER, key)  # the key where the image goes
-            conversations.append({'from': 'human', 'value': human, 'boxes_seq': None, 'points_seq': None, **extra})
-            conversations.append({'from': 'gpt', 'value': self.phrases['answer'].replace(LABEL, name),
-                                  'boxes_seq': None, 'points_seq': None, **extra})
-        return {'image': [], 'target': {}, 'conversations': conversations, 'source': episode.source}
+        key_text = {name: before + key * self.key_repeat + after for name, key in self.keys(index, episode).items()}
+        return render_episode(episode, self.phrases, key_text=key_text)
 
     def __getitem__(self, index: int) -> dict:
         return self.render(index, self.episode(index))
