@@ -137,7 +137,8 @@ def dataset_classes():
 
 def test_every_registered_dataset_is_covered_by_a_missing_path_test():
     from mllm.dataset.root import DATASETS
-    own_tests = {'MIMICITDataset', 'ISEKAIDataset', 'LCLEpisodeDataset', 'LCLTestEpisodeDataset'}  # test_ds_*.py
+    own_tests = {'MIMICITDataset', 'ISEKAIDataset', 'LCLEpisodeDataset', 'LCLTestEpisodeDataset',
+                 'RecallEpisodeDataset'}  # test_ds_*.py
     assert {name for name, _ in dataset_classes()} | own_tests == set(DATASETS.module_dict)
 
 

@@ -98,6 +98,13 @@ def test_bad_arguments_are_clear_errors(train_file, root, kwargs, message):  # n
         RecallEpisodeDataset(train_file, root, **ARGS, **kwargs)
 
 
+def test_missing_paths_name_the_path(tmp_path, root):  # noqa: F811
+    from mllm.dataset.single_image_dataset.base import MissingDataPathError
+
+    with pytest.raises(MissingDataPathError, match='nope_pairs.jsonl'):
+        RecallEpisodeDataset(str(tmp_path / 'nope_pairs.jsonl'), root)
+
+
 def test_registered():
     assert DATASETS.get('RecallEpisodeDataset') is RecallEpisodeDataset
 
