@@ -18,7 +18,7 @@ from __future__ import annotations
 import string
 
 from ..root import DATASETS
-from .episodes import Episode, episode_rng, render_episode
+from .episodes import Episode, check_int, episode_rng, render_episode
 from .lcl_episodes import LCLEpisodeDataset
 
 
@@ -36,8 +36,7 @@ class RecallEpisodeDataset(LCLEpisodeDataset):
         if not (isinstance(key_letters, str) and len(set(key_letters)) == len(key_letters) >= 2):
             raise ValueError(f"RecallEpisodeDataset: key_letters must be a string of >= 2 distinct characters, "
                              f"got {key_letters!r}")
-        if not (isinstance(key_repeat, int) and not isinstance(key_repeat, bool) and key_repeat >= 1):
-            raise ValueError(f"RecallEpisodeDataset: key_repeat must be an integer >= 1, got {key_repeat!r}")
+        key_repeat = check_int('RecallEpisodeDataset', 'key_repeat', key_repeat, 1)
         if not (isinstance(key_wrap, (list, tuple)) and len(key_wrap) == 2
                 and all(isinstance(w, str) for w in key_wrap)):
             raise ValueError(f"RecallEpisodeDataset: key_wrap must be two strings (before, after), got {key_wrap!r}")
