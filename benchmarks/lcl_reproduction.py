@@ -34,10 +34,10 @@ cosine similarity of the frozen tower's mean-pooled features. It shows how much 
 hold; a link-context model has to learn that comparison inside its LM.
 
 Writes under --out: <run>/ (finetune.py's output: results JSON, predictions JSONL, trainer_state.json),
-table.md (the paper's Table 1 layout), curve.png (validation accuracy against training time), results.json;
-prints the table and a final JSON line. Same config and seeds -> same numbers (times vary with the machine).
-`--report-only` rebuilds them from the run folders already under --out. A second table measures progress towards
-copying that the accuracy cannot show (see copy_diagnostics).
+table.md (the paper's Table 1 layout, the copying table and the curve as text), curve.png (validation accuracy
+against training time), results.json; prints the table and a final JSON line. Same config and seeds -> same
+numbers (times vary with the machine). `--report-only` rebuilds them from the run folders already under --out. A
+second table measures progress towards copying that the accuracy cannot show (see copy_diagnostics).
 """
 from __future__ import annotations
 
@@ -178,6 +178,18 @@ def table(rows: list[dict], features: dict | None = None) -> str:
         lines.append(f"| {r['label']} | {pooled['support_letters_only']:.2f} | {pooled['either_name']:.2f} | "
                      f"{pooled['first_letter_positive']:.2f} | "
                      f"{pooled['first_letter_negative']:.2f} |")
+    lines += ['', curve_table(rows)]
+    return '\n'.join(lines)
+
+
+def curve_table(rows: list[dict]) -> str:
+    """The accuracy-vs-time curve as text (what curve.png draws): per row, the 4-shot validation accuracy on unseen
+    concepts at each evaluation, with the training minutes and the step it was taken at."""
+    lines = ['Accuracy-vs-time (validation: unseen concepts, 4 shots; minutes of training, step):', '',
+             '| Method | accuracy (minutes, step) at each evaluation |', '|---|---|']
+    for r in rows:
+        points = ', '.join(f'{acc:.2f} ({t / 60:.1f}, {step})' for t, step, acc in r['curve'])
+        lines.append(f"| {r['label']} | {points or 'no evaluation'} |")
     return '\n'.join(lines)
 
 

@@ -32,6 +32,11 @@ def test_one_row_at_smoke_scale_writes_table_results_and_curve(tmp_path):
     assert table[7] == ('| Method | support letters only | exactly a support name | first letter positive | '
                         'first letter negative |')
     assert table[9].startswith('| Vanilla tiny LLaVA (single images) | ')
+    # the curve as text: one point per evaluation, accuracy with its minutes and step, as in trainer_state.json
+    assert table[13] == '| Method | accuracy (minutes, step) at each evaluation |'
+    (t1, _, a1), (t2, _, a2) = row['curve']
+    assert table[15] == (f'| Vanilla tiny LLaVA (single images) | {a1:.2f} ({t1 / 60:.1f}, 1), '
+                         f'{a2:.2f} ({t2 / 60:.1f}, 2) |')
     assert (tmp_path / 'curve.png').stat().st_size > 1000
     # the nearest-support-image reference, on the vanilla run's frozen tower (the LCL row's architecture): the unseen
     # pairs mostly differ in colour, which the features keep, so it is far above the 0.5 of a random pick
